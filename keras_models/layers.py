@@ -1,0 +1,176 @@
+"""Shared building blocks: conv-BN-act, squeeze-excite, partial residual, stochastic depth.
+
+Every family renders its blocks through `inverted_residual`, so padding, epsilon and naming
+rules live here once. Pure Keras 3 (`keras.layers`, `keras.ops`): builds on TF and JAX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers, ops
+
+# keras.applications initialisers (EfficientNet paper / TF reference).
+CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
+DENSE_INIT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_out", "uniform")
+
+
+@dataclass(frozen=True)
+class NetStyle:
+    """Numerics that must match the weights' origin (PyTorch-born vs TF-born)."""
+
+    bn_epsilon: float = 1e-3
+    bn_momentum: float = 0.99
+    # "same": TF SAME (right/bottom-heavy on even inputs); "symmetric": PyTorch k//2 on each side.
+    padding: str = "same"
+    dw_name: str = "dwconv"  # keras.applications V2 calls the depthwise conv "dwconv2"
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One inverted-residual (MBConv / ReXNet linear bottleneck / fused MBConv) block."""
+
+    name: str  # layer-name prefix, e.g. "block2a_"
+    stage: int  # 0-based stage index
+    index: int  # 0-based repeat index inside the stage
+    in_ch: int
+    out_ch: int
+    exp_ch: int  # width after expansion; == in_ch means no expansion conv
+    kernel: int = 3
+    stride: int = 1
+    se_ch: int = 0  # SE hidden width, 0 = no SE
+    act: str = "swish"  # after expansion
+    dw_act: str = "swish"  # after depthwise (ReXNet: relu6, applied after SE)
+    se_act: str = "swish"
+    se_bn: bool = False  # ReXNet puts a BatchNorm inside SE
+    act_after_se: bool = False  # ReXNet: dw -> BN -> SE -> act; EfficientNet: dw -> BN -> act -> SE
+    fused: bool = False  # EfficientNetV2 fused-MBConv: the expansion conv is k x k and strided
+    residual: str = "none"  # "none" | "add" | "partial" (ReXNet: add into the first in_ch channels)
+    drop_rate: float = 0.0  # stochastic depth on the residual branch
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class PartialResidual(layers.Layer):
+    """ReXNet shortcut: `out[..., :c] += shortcut`, other channels pass through (no parameters)."""
+
+    def call(self, inputs):
+        shortcut, x = inputs
+        c = shortcut.shape[-1]
+        return ops.concatenate([x[..., :c] + shortcut, x[..., c:]], axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[1]
+
+
+def _pad_conv(x, conv: layers.Layer, kernel: int, stride: int, style: NetStyle, name: str):
+    """Apply `conv` with the style's padding: symmetric stride-2 needs an explicit ZeroPadding2D."""
+    if style.padding == "symmetric" and stride > 1:
+        x = layers.ZeroPadding2D(kernel // 2, name=name + "_pad")(x)
+    return conv(x)
+
+
+def conv_bn_act(
+    x,
+    filters: int,
+    kernel: int,
+    stride: int,
+    act: str | None,
+    names: tuple[str, str, str],
+    style: NetStyle,
+    depthwise: bool = False,
+):
+    """Conv (no bias) -> BatchNorm -> activation, named (conv, bn, act) like keras.applications."""
+    conv_name, bn_name, act_name = names
+    pad = "valid" if style.padding == "symmetric" and stride > 1 else "same"
+    if depthwise:
+        conv = layers.DepthwiseConv2D(
+            kernel, stride, padding=pad, use_bias=False,
+            depthwise_initializer=CONV_INIT, name=conv_name,
+        )
+    else:
+        conv = layers.Conv2D(
+            filters, kernel, stride, padding=pad, use_bias=False,
+            kernel_initializer=CONV_INIT, name=conv_name,
+        )
+    x = _pad_conv(x, conv, kernel, stride, style, conv_name)
+    x = batch_norm(x, bn_name, style)
+    if act:
+        x = layers.Activation(act, name=act_name)(x)
+    return x
+
+
+def batch_norm(x, name: str, style: NetStyle):
+    return layers.BatchNormalization(
+        axis=-1, momentum=style.bn_momentum, epsilon=style.bn_epsilon, name=name
+    )(x)
+
+
+def squeeze_excite(x, spec: BlockSpec, style: NetStyle):
+    """Global pool -> 1x1 reduce (bias) [-> BN] -> act -> 1x1 expand (bias) -> sigmoid -> scale."""
+    p, channels = spec.name, x.shape[-1]
+    se = layers.GlobalAveragePooling2D(name=p + "se_squeeze")(x)
+    se = layers.Reshape((1, 1, channels), name=p + "se_reshape")(se)
+    reduce_act = None if spec.se_bn else spec.se_act
+    se = layers.Conv2D(
+        spec.se_ch, 1, padding="same", activation=reduce_act,
+        kernel_initializer=CONV_INIT, name=p + "se_reduce",
+    )(se)
+    if spec.se_bn:
+        se = batch_norm(se, p + "se_bn", style)
+        se = layers.Activation(spec.se_act, name=p + "se_activation")(se)
+    se = layers.Conv2D(
+        channels, 1, padding="same", activation="sigmoid",
+        kernel_initializer=CONV_INIT, name=p + "se_expand",
+    )(se)
+    return layers.multiply([x, se], name=p + "se_excite")
+
+
+def stochastic_depth(x, rate: float, name: str):
+    """Drop the whole residual branch per sample (keras.applications' `drop` layer)."""
+    if rate > 0:
+        x = layers.Dropout(rate, noise_shape=(None, 1, 1, 1), name=name)(x)
+    return x
+
+
+def inverted_residual(inputs, spec: BlockSpec, style: NetStyle):
+    """Render one block from its spec (names follow keras.applications EfficientNet)."""
+    p, x = spec.name, inputs
+    if spec.fused:
+        if spec.exp_ch != spec.in_ch:  # k x k expansion, then 1x1 projection
+            x = conv_bn_act(
+                x, spec.exp_ch, spec.kernel, spec.stride, spec.act,
+                (p + "expand_conv", p + "expand_bn", p + "expand_activation"), style,
+            )
+            if spec.se_ch:
+                x = squeeze_excite(x, spec, style)
+            x = conv_bn_act(x, spec.out_ch, 1, 1, None, (p + "project_conv", p + "project_bn", ""), style)
+        else:  # a single k x k conv with activation
+            x = conv_bn_act(
+                x, spec.out_ch, spec.kernel, spec.stride, spec.act,
+                (p + "project_conv", p + "project_bn", p + "project_activation"), style,
+            )
+    else:
+        if spec.exp_ch != spec.in_ch:
+            x = conv_bn_act(
+                x, spec.exp_ch, 1, 1, spec.act,
+                (p + "expand_conv", p + "expand_bn", p + "expand_activation"), style,
+            )
+        dw_act = None if spec.act_after_se else spec.dw_act
+        x = conv_bn_act(
+            x, 0, spec.kernel, spec.stride, dw_act,
+            (p + style.dw_name, p + "bn", p + "activation"), style, depthwise=True,
+        )
+        if spec.se_ch:
+            x = squeeze_excite(x, spec, style)
+        if spec.act_after_se:
+            x = layers.Activation(spec.dw_act, name=p + "activation")(x)
+        x = conv_bn_act(x, spec.out_ch, 1, 1, None, (p + "project_conv", p + "project_bn", ""), style)
+
+    if spec.residual == "add":
+        x = stochastic_depth(x, spec.drop_rate, p + "drop")
+        x = layers.add([x, inputs], name=p + "add")
+    elif spec.residual == "partial":
+        x = stochastic_depth(x, spec.drop_rate, p + "drop")
+        x = PartialResidual(name=p + "add")([inputs, x])
+    return x

