@@ -1,38 +1,52 @@
 """keras-models: ReXNet and EfficientNet for Keras 3, weight-compatible with their references."""
 
-from keras_models import efficientnet as _efficientnet  # noqa: F401  (registers models)
-from keras_models import rexnet as _rexnet  # noqa: F401
-from keras_models.efficientnet import (
-    EfficientNetB0,
-    EfficientNetB1,
-    EfficientNetB2,
-    EfficientNetB3,
-    EfficientNetB4,
-    EfficientNetB5,
-    EfficientNetB6,
-    EfficientNetB7,
-    EfficientNetLite0,
-    EfficientNetLite1,
-    EfficientNetLite2,
-    EfficientNetLite3,
-    EfficientNetLite4,
-    EfficientNetV2B0,
-    EfficientNetV2B1,
-    EfficientNetV2B2,
-    EfficientNetV2B3,
-    EfficientNetV2L,
-    EfficientNetV2M,
-    EfficientNetV2S,
-)
-from keras_models.imagenet import decode_predictions, imagenet_classes, preprocess_input
-from keras_models.layers import PartialResidual
-from keras_models.registry import create_model, list_models, model_info
-from keras_models.rexnet import ReXNet
-from keras_models.spec import feature_extractor, feature_taps
+import importlib
+from typing import TYPE_CHECKING
+
+# Lazy exports (PEP 562): `import keras_models.cli` must not start TensorFlow before the CLI
+# can silence its start-up logging. First attribute access imports Keras and registers models.
+_EXPORTS = {
+    **{n: "keras_models.efficientnet" for n in (
+        "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4",
+        "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "EfficientNetLite0", "EfficientNetLite1",
+        "EfficientNetLite2", "EfficientNetLite3", "EfficientNetLite4", "EfficientNetV2B0",
+        "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S",
+        "EfficientNetV2M", "EfficientNetV2L")},
+    "ReXNet": "keras_models.rexnet",
+    "PartialResidual": "keras_models.layers",
+    "create_model": "keras_models.registry",
+    "list_models": "keras_models.registry",
+    "model_info": "keras_models.registry",
+    "decode_predictions": "keras_models.imagenet",
+    "imagenet_classes": "keras_models.imagenet",
+    "preprocess_input": "keras_models.imagenet",
+    "feature_extractor": "keras_models.spec",
+    "feature_taps": "keras_models.spec",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'keras_models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from keras_models.efficientnet import *  # noqa: F403
+    from keras_models.imagenet import decode_predictions, imagenet_classes, preprocess_input  # noqa: F401
+    from keras_models.registry import create_model, list_models, model_info  # noqa: F401
+    from keras_models.rexnet import ReXNet  # noqa: F401
+    from keras_models.spec import feature_extractor, feature_taps  # noqa: F401
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: F822
     "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4",
     "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "EfficientNetLite0", "EfficientNetLite1",
     "EfficientNetLite2", "EfficientNetLite3", "EfficientNetLite4", "EfficientNetV2B0",

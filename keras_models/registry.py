@@ -45,7 +45,14 @@ def register(entry: ModelEntry) -> None:
     _REGISTRY[entry.name] = entry
 
 
+def _ensure_registered() -> None:
+    """Families register themselves on import; import them before any lookup."""
+    import keras_models.efficientnet  # noqa: F401
+    import keras_models.rexnet  # noqa: F401
+
+
 def get_entry(name: str) -> ModelEntry:
+    _ensure_registered()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -56,6 +63,7 @@ def get_entry(name: str) -> ModelEntry:
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     """Registered model names matching a shell-style pattern (like timm.list_models)."""
+    _ensure_registered()
     names = [n for n, e in _REGISTRY.items() if fnmatch.fnmatch(n, pattern)]
     if pretrained:
         names = [n for n in names if _REGISTRY[n].pretrained]

@@ -1,0 +1,192 @@
+"""`keras-models` command line: list, info, convert, predict.
+
+Every expected failure (bad path, wrong checkpoint, offline download) ends as one line on
+stderr and exit status 2; set KERAS_MODELS_DEBUG=1 to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _import_keras_quietly() -> None:
+    """TensorFlow's C++ start-up chatter (absl, CUDA probes) goes to fd 2: hide it once."""
+    if "keras" in sys.modules or os.environ.get("KERAS_MODELS_DEBUG"):
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras
+
+        if keras.backend.backend() == "tensorflow":  # device probing is where CUDA logs
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line."""
+
+
+def _cmd_list(args) -> None:
+    from keras_models.registry import get_entry, list_models
+
+    names = list_models(args.pattern, pretrained=args.pretrained)
+    if not names:
+        raise CLIError(f"no model matches {args.pattern!r}; try `keras-models list`")
+    print(f"{'model':<22}{'size':>6}{'top-1':>8}  weights")
+    for name in names:
+        e = get_entry(name)
+        top1 = f"{e.top1:.1f}" if e.top1 else "-"
+        print(f"{name:<22}{e.spec().default_size:>6}{top1:>8}  {'imagenet' if e.pretrained else '-'}")
+
+
+def _cmd_info(args) -> None:
+    from keras_models.registry import model_info
+
+    info = model_info(args.model)
+    for key, value in info.items():
+        if key == "params" or key == "params_with_bn_stats":
+            value = f"{value:,}"
+        elif key == "macs":
+            value = f"{value / 1e9:.3f} G"
+        print(f"{key:<22}{value}")
+
+
+def _cmd_convert(args) -> None:
+    from keras_models.checkpoints import read_checkpoint
+    from keras_models.registry import get_entry
+    from keras_models.spec import build
+    from keras_models.weights import _h5_named, assign, convert_state_dict, detect_source
+
+    out = Path(args.output)
+    if not out.name.endswith(".weights.h5"):
+        raise CLIError(f"output {out} must end with .weights.h5 (the Keras 3 weights format)")
+    entry = get_entry(args.model)
+    net = entry.spec()
+    src = Path(args.checkpoint)
+    if src.suffix == ".h5" or args.source == "keras-applications":
+        named = _h5_named(src)
+    else:
+        state_dict = read_checkpoint(src)
+        named = convert_state_dict(state_dict, net, args.source or detect_source(state_dict))
+    classes = named["predictions"][-1][1].shape[0] if "predictions" in named else 1000
+    model = build(net, num_classes=classes, classifier_activation=None)
+    assign(model, named, strict=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".weights.h5")
+    os.close(fd)
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    print(f"wrote {out} ({args.model}, {classes} classes, {model.count_params():,} weights)")
+
+
+def load_image(path: str | Path, size: int, crop_pct: float, interpolation: str):
+    """Evaluation transform: resize the short side to size/crop_pct, centre-crop size x size."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+    except FileNotFoundError:
+        raise CLIError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise CLIError(f"cannot read image {path}: {str(e).splitlines()[0]}") from None
+    scale = size / crop_pct / min(im.size)
+    resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}[interpolation]
+    w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
+    im = im.resize((w, h), resample)
+    left, top = (w - size) // 2, (h - size) // 2
+    return np.asarray(im.crop((left, top, left + size, top + size)), dtype="float32")
+
+
+def _cmd_predict(args) -> None:
+    import numpy as np
+
+    from keras_models.imagenet import decode_predictions
+    from keras_models.registry import create_model, get_entry
+
+    entry = get_entry(args.model)
+    size = args.image_size or entry.spec().default_size
+    crop_pct = args.crop_pct or entry.crop_pct
+    images = np.stack([load_image(p, size, crop_pct, entry.interpolation) for p in args.images])
+    model = create_model(args.model, weights=args.weights, input_shape=(size, size, 3))
+    probs = model.predict(images, verbose=0)
+    if probs.shape[-1] != 1000:
+        top = np.argsort(probs, axis=-1)[:, ::-1][:, : args.top]
+        for path, idx, row in zip(args.images, top, probs):
+            print(f"{path}: " + ", ".join(f"class {i} {row[i]:.3f}" for i in idx))
+        return
+    for path, preds in zip(args.images, decode_predictions(probs, top=args.top)):
+        print(path)
+        for rank, (_, name, score) in enumerate(preds, 1):
+            print(f"  {rank}. {name:<28} {score:.3f}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keras-models", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="registered models")
+    p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'efficientnet*'")
+    p.add_argument("--pretrained", action="store_true", help="only models with published weights")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("info", help="input size, preprocessing, params, MACs, published accuracy")
+    p.add_argument("model")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("convert", help="convert a timm/official/lukemelas/keras-applications checkpoint")
+    p.add_argument("checkpoint", help=".safetensors, .pth (read safely, no torch needed) or keras .h5")
+    p.add_argument("--model", required=True)
+    p.add_argument("--from", dest="source", choices=["timm", "official", "lukemelas", "keras-applications"],
+                   help="naming of the checkpoint (detected when omitted)")
+    p.add_argument("-o", "--output", required=True, help="output .weights.h5")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("predict", help="top-k ImageNet classes for image files")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--weights", default="imagenet", help="imagenet or a weights file")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--crop-pct", type=float, default=None, help="centre-crop fraction (default: the model's)")
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=_cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _import_keras_quietly()
+        args.func(args)
+    except KeyboardInterrupt:
+        print("keras-models: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # every failure is one line unless debugging
+        if os.environ.get("KERAS_MODELS_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"keras-models: error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
