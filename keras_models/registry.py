@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 
 from keras_models.spec import NetSpec, build
 
-_REGISTRY: dict[str, "ModelEntry"] = {}
+_REGISTRY: dict[str, ModelEntry] = {}
 
 # Options that reach the spec (architecture); everything else goes to `build`.
 SPEC_OPTIONS = ("dropout_rate", "drop_path_rate", "drop_connect_rate", "se", "se_ratio")

@@ -36,3 +36,18 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subproce
         [sys.executable, "-m", "keras_models", *args],
         capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT,
     )
+
+
+def randomize(model, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Random but well-conditioned weights (moderate scales, positive BN variances), so deep
+    random nets keep finite, comparable activations. Returns them by layer name."""
+    rng = np.random.default_rng(seed)
+    values = {}
+    for layer in model.layers:
+        if not layer.weights or layer.name.startswith("normalization"):
+            continue
+        ws = [rng.uniform(0.5, 1.5, w.shape) if "variance" in w.path else rng.normal(0, 0.1, w.shape)
+              for w in layer.weights]
+        values[layer.name] = [w.astype("float32") for w in ws]
+        layer.set_weights(values[layer.name])
+    return values

