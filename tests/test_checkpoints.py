@@ -181,3 +181,26 @@ def test_new_head_for_fine_tuning_keeps_backbone(fixtures):
                             include_preprocessing=False)
     assert tuned.output.shape == (None, 5)
     np.testing.assert_allclose(tuned.get_layer("top_conv").get_weights()[0], ref.get_layer("top_conv").get_weights()[0])
+
+
+def test_keras_applications_h5_converts_by_layer_name(tmp_path):
+    """A keras.applications-format .h5 (legacy, layer-named groups) -> our .weights.h5 -> same outputs."""
+    import keras
+    from conftest import randomize, run_cli
+
+    size = 64
+    ref = keras.applications.EfficientNetB0(weights=None, input_shape=(size, size, 3), classifier_activation=None)
+    randomize(ref, seed=3)
+    norm = next(layer for layer in ref.layers if layer.name.startswith("normalization"))
+    norm.set_weights([np.array([0.485, 0.456, 0.406], "float32"),
+                      np.array([0.229, 0.224, 0.225], "float32") ** 2, np.array(0, "int64")])
+    h5 = tmp_path / "efficientnetb0.h5"
+    ref.save(h5)  # legacy HDF5: weights under model_weights/<layer name>
+    out = tmp_path / "b0.weights.h5"
+    result = run_cli("convert", str(h5), "--model", "efficientnet_b0", "--from", "keras-applications", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    ours = km.EfficientNetB0(weights=str(out), input_shape=(size, size, 3), classifier_activation=None)
+    x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), ref.predict(x, verbose=0), atol=2e-4, rtol=1e-3)
+    direct = km.EfficientNetB0(weights=str(h5), input_shape=(size, size, 3), classifier_activation=None)
+    np.testing.assert_allclose(direct.predict(x, verbose=0), ref.predict(x, verbose=0), atol=2e-4, rtol=1e-3)
