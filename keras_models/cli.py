@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -64,34 +63,22 @@ def _cmd_info(args) -> None:
 
 
 def _cmd_convert(args) -> None:
-    from keras_models.checkpoints import read_checkpoint
+    from keras_models.files import atomic_output
     from keras_models.registry import get_entry
     from keras_models.spec import build
-    from keras_models.weights import assign, convert_state_dict, detect_source, h5_named
+    from keras_models.weights import assign, read_named
 
     out = Path(args.output)
     if not out.name.endswith(".weights.h5"):
         raise CLIError(f"output {out} must end with .weights.h5 (the Keras 3 weights format)")
     entry = get_entry(args.model)
     net = entry.spec()
-    src = Path(args.checkpoint)
-    if src.suffix == ".h5" or args.source == "keras-applications":
-        named = h5_named(src)
-    else:
-        state_dict = read_checkpoint(src)
-        named = convert_state_dict(state_dict, net, args.source or detect_source(state_dict))
+    named = read_named(Path(args.checkpoint), net, args.source)
     classes = named["predictions"][-1][1].shape[0] if "predictions" in named else 1000
     model = build(net, num_classes=classes, classifier_activation=None)
     assign(model, named, strict=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".weights.h5")
-    os.close(fd)
-    try:
+    with atomic_output(out, suffix=".weights.h5") as tmp:  # Keras insists on the suffix
         model.save_weights(tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     print(f"wrote {out} ({args.model}, {classes} classes, {model.count_params():,} weights)")
 
 

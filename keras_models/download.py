@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from keras_models.files import atomic_output
 
 MIRROR_ENV = "KERAS_MODELS_WEIGHTS_MIRROR"  # base URL that replaces every weight URL's folder
 
@@ -54,24 +55,19 @@ def fetch(url: str, *, md5: str | None = None, hash_prefix: str | None = None, t
     target = cache_dir() / url.rsplit("/", 1)[-1]
     if target.is_file() and file_matches(target, md5, hash_prefix):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".download-", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=None) as bar:
-                for chunk in iter(lambda: response.read(1 << 16), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        if not file_matches(Path(tmp), md5, hash_prefix):
-            raise DownloadError(f"{url} downloaded but its checksum does not match (corrupted or changed file)")
-        os.replace(tmp, target)
+        with atomic_output(target, suffix=".part") as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=None) as bar:
+                    for chunk in iter(lambda: response.read(1 << 16), b""):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+            if not file_matches(Path(tmp), md5, hash_prefix):
+                raise DownloadError(f"{url} downloaded but its checksum does not match (corrupted or changed file)")
         return target
     except urllib.error.HTTPError as e:
         raise DownloadError(f"could not download {url}: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", None) or e
         raise DownloadError(f"could not download {url}: {reason}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

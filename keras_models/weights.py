@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 
 import keras
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 
 from keras_models.checkpoints import CheckpointError, read_checkpoint, read_named_h5, write_named_h5
 from keras_models.download import DownloadError, cache_dir, fetch, resolve_url
+from keras_models.files import atomic_output
 from keras_models.layers import BlockSpec
 from keras_models.spec import NetSpec
 
@@ -228,15 +228,17 @@ def assign(model: keras.Model, named: Named, *, strict: bool = True, new_head_ok
 
 
 def _atomic_write_named(named: Named, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".h5")
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".h5") as tmp:
         write_named_h5({k: [(key, _TRANSFORMS[t][0](a)) for key, a, t in v] for k, v in named.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+
+def read_named(path: Path, net: NetSpec, source: str | None = None) -> Named:
+    """Any supported weights file -> per-layer weights: keras `.h5` by layer name, else a
+    timm / official / lukemelas checkpoint converted through `net` (source detected if None)."""
+    if path.suffix == ".h5" or source == "keras-applications":
+        return h5_named(path)
+    state_dict = read_checkpoint(path)
+    return convert_state_dict(state_dict, net, source or detect_source(state_dict))
 
 
 def imagenet_weights(entry, net: NetSpec) -> Named:
@@ -257,10 +259,7 @@ def imagenet_weights(entry, net: NetSpec) -> Named:
                 f"{e}. Offline? Download {resolve_url(p.url)} elsewhere, then run `keras-models convert "
                 f"FILE --model {entry.name} -o {entry.name}.weights.h5` and pass that file as weights{wheel}"
             ) from None
-    if source == "keras-applications":
-        named = h5_named(path)
-    else:
-        named = convert_state_dict(read_checkpoint(path), net, source)
+    named = read_named(path, net, source)
     _atomic_write_named(named, cached)
     return named
 
@@ -282,8 +281,4 @@ def load_weights(model: keras.Model, weights: str, *, entry=None, net: NetSpec |
         except Exception as e:  # Keras raises several types for structural mismatches
             msg = str(e).strip().splitlines()[0]
             raise CheckpointError(f"{path} does not fit {model.name}: {msg}") from None
-    if path.suffix == ".h5":
-        return assign(model, h5_named(path), strict=strict, new_head_ok=new_head)
-    state_dict = read_checkpoint(path)
-    named = convert_state_dict(state_dict, net, source or detect_source(state_dict))
-    return assign(model, named, strict=strict, new_head_ok=new_head)
+    return assign(model, read_named(path, net, source), strict=strict, new_head_ok=new_head)

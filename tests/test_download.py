@@ -51,7 +51,7 @@ def test_fetch_good_corrupted_and_missing(server, tmp_path, monkeypatch, fixture
     with pytest.raises(DownloadError, match="checksum does not match"):
         fetch(f"{base}/weights-bad.safetensors", hash_prefix=_sha(good)[:8])
     assert not (tmp_path / "keras" / "models" / "weights-bad.safetensors").exists()
-    assert not list((tmp_path / "keras" / "models").glob(".download-*"))
+    assert not list((tmp_path / "keras" / "models").glob(".*"))  # no temporary file left behind
 
     with pytest.raises(DownloadError, match=r"could not download http://127\.0\.0\.1:\d+/missing\.pth: HTTP 404"):
         fetch(f"{base}/missing.pth", md5="0" * 32)
