@@ -15,11 +15,15 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
+# Trains ReXNet 1.0x from scratch on the bundled digits (about 3 min on 2 CPU cores), then scores
+# best.weights.h5 again from the files alone.
 demo: venv
-	$(BIN)/keras-models predict --model efficientnet_lite0 --weights imagenet --crop-pct 1.0 examples/photos/*.jpg
+	rm -rf runs/demo
+	$(BIN)/keras-models train --model rexnet_100 --data digits --epochs 15 --out runs/demo
+	$(BIN)/keras-models eval --weights runs/demo/best.weights.h5
 
 lint: venv
-	$(BIN)/ruff check keras_models tests
+	$(BIN)/ruff check keras_models training tests
 
 test: venv lint
 	$(BIN)/python -m pytest

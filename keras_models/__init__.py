@@ -14,6 +14,7 @@ _EXPORTS = {
         "EfficientNetV2M", "EfficientNetV2L")},
     "ReXNet": "keras_models.rexnet",
     "PartialResidual": "keras_models.layers",
+    "load_model": "keras_models.registry",
     "create_model": "keras_models.registry",
     "list_models": "keras_models.registry",
     "model_info": "keras_models.registry",
@@ -40,7 +41,7 @@ def __dir__():
 if TYPE_CHECKING:
     from keras_models.efficientnet import *  # noqa: F403
     from keras_models.imagenet import decode_predictions, imagenet_classes, preprocess_input  # noqa: F401
-    from keras_models.registry import create_model, list_models, model_info  # noqa: F401
+    from keras_models.registry import create_model, list_models, load_model, model_info  # noqa: F401
     from keras_models.rexnet import ReXNet  # noqa: F401
     from keras_models.spec import feature_extractor, feature_taps  # noqa: F401
 
@@ -52,6 +53,6 @@ __all__ = [  # noqa: F822
     "EfficientNetLite2", "EfficientNetLite3", "EfficientNetLite4", "EfficientNetV2B0",
     "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S", "EfficientNetV2M",
     "EfficientNetV2L", "PartialResidual", "ReXNet", "create_model", "decode_predictions",
-    "feature_extractor", "feature_taps", "imagenet_classes", "list_models", "model_info",
+    "feature_extractor", "feature_taps", "imagenet_classes", "list_models", "load_model", "model_info",
     "preprocess_input",
 ]

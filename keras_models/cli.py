@@ -1,4 +1,4 @@
-"""`keras-models` command line: list, info, convert, predict.
+"""`keras-models` command line: list, info, convert, predict, train, eval.
 
 Every expected failure (bad path, wrong checkpoint, offline download) ends as one line on
 stderr and exit status 2; set KERAS_MODELS_DEBUG=1 to see the traceback instead.
@@ -154,11 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-pct", type=float, default=None, help="centre-crop fraction (default: the model's)")
     p.add_argument("--top", type=int, default=5)
     p.set_defaults(func=_cmd_predict)
+
+    from training.cli import add_subcommands
+
+    add_subcommands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    return run_command(build_parser(), argv)
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse and run; expected failures become one line on stderr and exit status 2."""
     args = parser.parse_args(argv)
     try:
         _import_keras_quietly()

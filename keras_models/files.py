@@ -17,6 +17,10 @@ def atomic_output(target: Path, suffix: str = "") -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        if os.path.exists(tmp):  # mkstemp makes 0600; give the file the permissions open() would
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -12,8 +12,13 @@ import keras
 from keras import layers, ops
 
 # keras.applications initialisers (EfficientNet paper / TF reference).
-CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal")
-DENSE_INIT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_out", "uniform")
+# Configs, not instances (as keras.applications does): Keras 3 fixes an unseeded initializer
+# instance's seed when it is created, so one shared instance would give every layer of a shape
+# the very same starting weights.
+CONV_INIT = {"class_name": "VarianceScaling",
+             "config": {"scale": 2.0, "mode": "fan_out", "distribution": "truncated_normal"}}
+DENSE_INIT = {"class_name": "VarianceScaling",
+              "config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"}}
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,16 @@ def create_model(
     return create_from_entry(entry, weights=weights, num_classes=num_classes, spec_options=spec_options, **kwargs)
 
 
+def load_model(path, **kwargs) -> keras.Model:
+    """`keras.models.load_model` with this package's layers registered (e.g. a run's last.keras).
+
+    Plain `keras.models.load_model` works too once `keras_models.layers` has been imported.
+    """
+    import keras_models.layers  # noqa: F401  registers PartialResidual
+
+    return keras.models.load_model(path, **kwargs)
+
+
 def model_info(name: str) -> dict:
     """Default input size, crop_pct, interpolation, mean/std, params, MACs, published accuracy."""
     from keras_models.cost import count_macs, count_params

@@ -193,3 +193,19 @@ def test_save_and_reload_keras_format(tmp_path):
     model.save(path)
     again = keras.saving.load_model(path)
     np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_every_layer_gets_its_own_random_init():
+    """A shared unseeded initializer instance gives every same-shaped layer identical weights in
+    Keras 3; the builders must not, and a seed must reproduce the init."""
+    import keras
+
+    import keras_models as km
+
+    keras.utils.set_random_seed(7)
+    model = km.create_model("efficientnet_b0", num_classes=10, input_shape=(32, 32, 3))
+    a, b = model.get_layer("block6c_dwconv").kernel.numpy(), model.get_layer("block6d_dwconv").kernel.numpy()
+    assert a.shape == b.shape and not np.allclose(a, b)
+    keras.utils.set_random_seed(7)
+    again = km.create_model("efficientnet_b0", num_classes=10, input_shape=(32, 32, 3))
+    np.testing.assert_array_equal(again.get_layer("block6c_dwconv").kernel.numpy(), a)

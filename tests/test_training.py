@@ -1,0 +1,237 @@
+"""The trainer for real: digits, real processes, SIGKILL and resume, 2 replicas, 2 workers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import ROOT, run_cli
+
+# Small and fast but the real model: ReXNet 1.0x at 32px, a few steps per epoch.
+SMALL = ["--model", "rexnet_100", "--data", "digits", "--batch-size", "32", "--steps-per-epoch", "6",
+         "--epochs", "2", "--checkpoint-every", "2"]
+
+
+def read_metrics(out: Path) -> list[dict]:
+    with open(out / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def latest_step(out: Path) -> int | None:
+    index = out / "checkpoints" / "checkpoint"
+    if not index.is_file():
+        return None
+    first = index.read_text().splitlines()[0]  # model_checkpoint_path: "ckpt-N"
+    return int(first.rsplit("-", 1)[1].rstrip('"'))
+
+
+# --- config and CLI ----------------------------------------------------------------------
+def test_yaml_recipe_and_flags(tmp_path):
+    from training.cli import add_subcommands, config_from_args
+    from training.config import ConfigError, TrainConfig
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"model": "efficientnet_lite0", "epochs": 3, "lr": 0.01, "crop_scale": [0.5, 1]}))
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_subcommands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--config", str(recipe), "--epochs", "7", "--no-hflip"])
+    cfg = config_from_args(args)
+    got = (cfg.model, cfg.epochs, cfg.lr, cfg.crop_scale, cfg.hflip)
+    assert got == ("efficientnet_lite0", 7, 0.01, (0.5, 1.0), False)
+    # what ran round-trips through config.yaml
+    assert TrainConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
+    recipe.write_text("epochz: 3\n")
+    with pytest.raises(ConfigError, match="unknown field.*epochz"):
+        TrainConfig.from_yaml(recipe)
+    # family recipe + dataset defaults fill the blanks; LR scales with the global batch
+    resolved = TrainConfig(model="rexnet_100", batch_size=128).resolve("rexnet", {"image_size": 32}, 10, 224, 0.875)
+    assert (resolved.optimizer, resolved.image_size, resolved.num_classes) == ("sgd", 32, 10)
+    assert resolved.lr == pytest.approx(0.5 * 128 / 512)
+    assert TrainConfig(optimizer="adamw").resolve("rexnet", {}, 10, 224, 0.875).weight_decay == 0.05
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "folder:/no/such/dir"], "folder /no/such/dir does not exist"),
+    (["--data", "imagenet"], "unknown data 'imagenet'"),
+    (["--model", "rexnet_999"], "unknown model"),
+    (["--batch-size", "0"], "batch_size must be a positive integer"),
+    (["--config", "/no/recipe.yaml"], "config file /no/recipe.yaml does not exist"),
+    (["--image-size", "16"], "image_size must be >= 32"),
+])
+def test_train_bad_input_is_one_line(tmp_path, args, message):
+    r = run_cli("train", "--out", str(tmp_path / "run"), *args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# --- the real loop: SIGKILL mid-epoch, rerun, finish -------------------------------------
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "run"
+    cmd = [sys.executable, "-m", "keras_models", "train", *SMALL, "--image-size", "64", "--out", str(out)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        step = latest_step(out)
+        if step is not None and 0 < step < 6:  # a checkpoint inside epoch 1 exists: kill now
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed_at = step
+            break
+        time.sleep(0.05)
+    assert killed_at is not None, f"no mid-epoch checkpoint seen before the run ended: {proc.communicate()}"
+    assert not (out / "metrics.csv").exists(), "the killed run should not have finished an epoch"
+    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    return out, killed_at, second.stdout
+
+
+def test_resume_after_sigkill_counts_each_step_once(resumed_run):
+    out, killed_at, stdout = resumed_run
+    resumed = int(stdout.split("resuming at step ", 1)[1].split("/")[0])
+    assert resumed >= killed_at and resumed < 6  # from the checkpoint, mid-epoch 1
+    assert latest_step(out) == 12  # 2 epochs x 6 steps: nothing repeated, nothing skipped
+    rows = read_metrics(out)
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and [int(r["step"]) for r in rows] == [6, 12]
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("best.weights.h5", "last.keras", "config.yaml", "labels.txt", "curves.png", "metrics.csv"):
+        stat = (out / name).stat()
+        assert stat.st_size > 0 and stat.st_mode & 0o777 == 0o666 & ~umask, name  # readable like open() makes
+    assert list((out / "logs").glob("events.out.tfevents.*"))
+    assert (out / "labels.txt").read_text().split() == [str(i) for i in range(10)]
+    assert "done: rexnet_100 on digits: val top-1" in stdout
+    assert not [p for p in out.rglob(".*") if p.is_file()], "temporary files left behind"
+    # rerunning a finished run trains nothing more
+    again = run_cli("train", *SMALL, "--image-size", "64", "--out", str(out))
+    assert again.returncode == 0 and "nothing to train" in again.stdout
+    assert latest_step(out) == 12
+
+
+def test_eval_reproduces_best_and_last_keras_predicts(resumed_run):
+    out, _, _ = resumed_run
+    best = max(float(r["val_top1"]) for r in read_metrics(out))
+    r = run_cli("eval", "--weights", str(out / "best.weights.h5"))  # model, data, size from config.yaml
+    assert r.returncode == 0, r.stderr
+    top1 = float(r.stdout.split("top-1 ", 1)[1].split("%")[0])
+    assert top1 == pytest.approx(best, abs=0.01)
+
+    import keras_models as km
+
+    model = km.load_model(out / "last.keras")
+    probs = model.predict(np.zeros((2, 64, 64, 3), "float32"), verbose=0)
+    assert probs.shape == (2, 10) and np.allclose(probs.sum(-1), 1, atol=1e-5)
+
+
+def test_changed_run_in_same_out_is_refused(resumed_run):
+    out, _, _ = resumed_run
+    r = run_cli("train", *SMALL, "--image-size", "96", "--out", str(out))
+    assert r.returncode == 2 and "holds a run with image_size=64" in r.stderr
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
+    out = tmp_path / "nan"
+    r = run_cli("train", *SMALL, "--checkpoint-every", "1", "--lr", "1e12", "--ema-decay", "0",
+                "--out", str(out))
+    assert r.returncode == 2
+    assert "loss became nan" in r.stderr and "Last good checkpoint" in r.stderr, r.stderr
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(out / "checkpoints"))
+    values = [reader.get_tensor(k) for k, dtype in reader.get_variable_to_dtype_map().items()
+              if k.startswith("model/") and dtype.is_floating]
+    assert len(values) > 100 and all(np.isfinite(v).all() for v in values)  # the kept checkpoint is good
+
+
+# --- distribution: two replicas, two worker processes -----------------------------------
+def _worker(config: dict, weights: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "train_worker.py"), json.dumps(config), str(weights)],
+        cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: int = 600) -> dict:
+    stdout, stderr = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+DETERMINISTIC = {"model": "rexnet_100", "data": "digits", "batch_size": 32, "steps_per_epoch": 4, "epochs": 2,
+                 "dropout_rate": 0.0, "ema_decay": 0.0, "checkpoint_every": 100}
+
+
+def test_mirrored_two_replicas_equal_one_device(tmp_path):
+    """Same global batch, synchronized BN on both: 2 replicas must reproduce 1 device (gradient
+    all-reduce, loss scaled by the global batch, cross-replica BN statistics). Two steps only:
+    BN nets trained on one batch are chaotic, so later steps amplify float-order noise."""
+    config = {**DETERMINISTIC, "steps_per_epoch": 1, "lr": 0.01, "sync_bn": True}
+    one = _worker({**config, "strategy": "one_device", "out": str(tmp_path / "one")}, tmp_path / "one.npz")
+    _finish(one)
+    two = _worker({**config, "strategy": "mirrored", "out": str(tmp_path / "two")},
+                  tmp_path / "two.npz", {"LOGICAL_CPUS": "2"})
+    assert _finish(two)["steps"] == 2
+    la = [float(r["train_loss"]) for r in read_metrics(tmp_path / "one")]
+    lb = [float(r["train_loss"]) for r in read_metrics(tmp_path / "two")]
+    assert la[0] == pytest.approx(lb[0], rel=1e-5)  # same init, same 32 images split over 2 replicas
+    assert la[1] == pytest.approx(lb[1], rel=5e-3)  # after one all-reduced update
+    a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    assert a.files == b.files
+    # Sync-BN variance is E[x^2] - E[x]^2: summing it per replica first moves the last bits, and
+    # the stem (BN right after the conv) amplifies that most; 0.02 is ~5% of its weights' scale.
+    learned = max(float(np.max(np.abs(a[k] - b[k]))) for k in a.files if "moving_" not in k)
+    assert learned < 0.05, learned
+    for k in (k for k in a.files if "moving_" in k):
+        np.testing.assert_allclose(a[k], b[k], rtol=0.1, atol=0.05, err_msg=k)
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_two_workers_end_identical_and_track_single_process(tmp_path):
+    """MultiWorkerMirroredStrategy across two processes on 127.0.0.1 (the path Keras `fit` fails on)."""
+    hosts = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    config = {**DETERMINISTIC, "strategy": "multi_worker", "out": str(tmp_path / "cluster")}
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
+        procs.append(_worker(config, tmp_path / f"w{index}.npz", {"TF_CONFIG": tf_config}))
+    summaries = [_finish(p) for p in procs]
+    assert summaries[0]["steps"] == summaries[1]["steps"] == 8
+    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert w0.files == w1.files
+    learned = [k for k in w0.files if "moving_" not in k]  # BN statistics stay per worker (local batches)
+    assert len(learned) > 100
+    for k in learned:
+        np.testing.assert_array_equal(w0[k], w1[k], err_msg=k)
+    # Only the chief (worker 0) writes the run directory.
+    assert (tmp_path / "cluster" / "metrics.csv").is_file()
+    single = _worker({**DETERMINISTIC, "strategy": "one_device", "out": str(tmp_path / "single")},
+                     tmp_path / "single.npz")
+    _finish(single)
+    multi = [float(r["train_loss"]) for r in read_metrics(tmp_path / "cluster")]
+    alone = [float(r["train_loss"]) for r in read_metrics(tmp_path / "single")]
+    assert np.allclose(multi, alone, rtol=0.15), (multi, alone)

@@ -1,0 +1,112 @@
+"""Data sources and pipelines on real images: digits, image folders with bad files, TFRecords."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from training import data as data_lib
+
+
+@pytest.fixture(scope="module")
+def digits_folder(tmp_path_factory):
+    """Real digits written as PNG/JPEG files, class per folder, plus files that are not images."""
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("folder")
+    d = load_digits()
+    for i, (img, label) in enumerate(zip(d.images[:200], d.target[:200])):
+        folder = root / f"digit_{label}"
+        folder.mkdir(exist_ok=True)
+        pil = Image.fromarray((img * 255 / 16).astype(np.uint8)).resize((24, 24))
+        pil.save(folder / f"{i}.{'png' if i % 2 else 'jpg'}")
+    (root / "digit_3" / "notes.jpg").write_text("not an image")  # bad header: skipped up front
+    truncated = root / "digit_5" / "truncated.png"
+    png = next((root / "digit_5").glob("*.png")).read_bytes()
+    truncated.write_bytes(png[: len(png) // 2])  # valid header, broken body: dropped at decode
+    return root
+
+
+def test_digits_is_real_stratified_and_offline():
+    src = data_lib.load("digits", val_split=0.2, seed=0)
+    assert (src.num_train, src.num_val, src.num_classes) == (1438, 359, 10)
+    labels = np.concatenate([y for _, y in src.val.batch(1000).as_numpy_iterator()])
+    assert np.bincount(labels).min() >= 35  # every class held out in proportion
+    assert data_lib.load("digits", seed=0).num_val == 359
+    a = next(iter(data_lib.load("digits", seed=1).val.batch(5)))[1].numpy()
+    b = next(iter(data_lib.load("digits", seed=2).val.batch(5)))[1].numpy()
+    assert not np.array_equal(a, b)  # the split follows the seed
+
+
+def test_folder_skips_bad_files_and_keeps_going(digits_folder, capsys):
+    src = data_lib.load(f"folder:{digits_folder}", val_split=0.25, seed=0)
+    err = capsys.readouterr().err
+    assert "skipping" in err and "notes.jpg" in err and src.skipped == 1
+    assert src.num_classes == 10 and src.class_names[0] == "digit_0"
+    assert src.num_train + src.num_val == 201  # 200 real + the truncated one (caught at decode time)
+    pipe = data_lib.Pipeline(image_size=32, crop_pct=1.0, hflip=False)
+    # Two passes over everything: the truncated file is dropped, the epoch never crashes.
+    batches = list(pipe.train_dataset(src, 16).take(2 * src.num_train // 16))
+    x, y = batches[0]
+    assert x.shape == (16, 32, 32, 3) and y.shape == (16, 10) and 0 <= float(tf.reduce_min(x))
+    seen = sum(int(b.shape[0]) for b, _ in pipe.eval_dataset(src, 32))
+    assert seen in (src.num_val, src.num_val - 1)
+
+
+def test_folder_with_train_val_subfolders(tmp_path, digits_folder):
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+    files = sorted(digits_folder.glob("digit_*/*.png"))[:12]
+    for i, f in enumerate(files):
+        split = "val" if i % 3 == 0 else "train"
+        (tmp_path / split / ("a" if i % 2 else "b") / f.name).write_bytes(f.read_bytes())
+    src = data_lib.load(f"folder:{tmp_path}")
+    assert (src.num_train, src.num_val, src.class_names) == (8, 4, ["a", "b"])
+
+
+def test_tfrecord_model_garden_layout(tmp_path):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    path = tmp_path / "train-00000-of-00001"
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for img, label in zip(d.images[:60], d.target[:60]):
+            encoded = tf.io.encode_png(np.repeat((img * 255 / 16).astype(np.uint8)[..., None], 3, -1)).numpy()
+            ex = tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+            }))
+            w.write(ex.SerializeToString())
+    (tmp_path / "labels.txt").write_text("\n".join(f"d{i}" for i in range(10)))
+    src = data_lib.load(f"tfrecord:{tmp_path}/train-*", val_split=0.2)
+    assert (src.num_train, src.num_val, src.class_names[3]) == (48, 12, "d3")
+    x, y = next(iter(data_lib.Pipeline(image_size=32, crop_pct=1.0).train_dataset(src, 8)))
+    assert x.shape == (8, 32, 32, 3)
+    val_labels = np.concatenate([lbl.numpy() for _, lbl in data_lib.Pipeline(32, 1.0).eval_dataset(src, 64)])
+    np.testing.assert_array_equal(val_labels, d.target[:60][::5])
+    with pytest.raises(data_lib.DataError, match="no TFRecord files match"):
+        data_lib.load(f"tfrecord:{tmp_path}/nothing-*")
+
+
+def test_resume_skip_gives_the_same_stream():
+    """Data position: skipping k elements continues exactly where an uninterrupted run was."""
+    src = data_lib.load("digits")
+    pipe = data_lib.Pipeline(image_size=32, crop_pct=1.0, hflip=False, seed=3)
+    full = [x.numpy() for x, _ in pipe.train_dataset(src, 8).take(5)]
+    resumed = [x.numpy() for x, _ in pipe.train_dataset(src, 8, skip_elements=3 * 8).take(2)]
+    np.testing.assert_array_equal(full[3], resumed[0])
+    np.testing.assert_array_equal(full[4], resumed[1])
+
+
+def test_mixup_cutmix_soft_labels():
+    images = tf.random.uniform([8, 32, 32, 3], 0, 255)
+    labels = tf.one_hot(tf.range(8) % 4, 4)
+    for mixup, cutmix in ((0.8, 0.0), (0.0, 1.0)):
+        x, y = data_lib.mix_batch(images, labels, mixup, cutmix, tf.constant([1, 2], tf.int64))
+        assert x.shape == images.shape
+        np.testing.assert_allclose(tf.reduce_sum(y, -1), 1.0, rtol=1e-6)
+        assert float(tf.reduce_max(y)) < 1.0  # every row mixed with a row of another class
+        assert float(tf.reduce_max(tf.abs(x - images))) > 1.0

@@ -1,0 +1,52 @@
+"""`keras-models eval`: a weights file's top-1/top-5 on a dataset's validation split."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from training.config import ConfigError, TrainConfig
+
+
+def evaluate(*, model: str | None = None, weights: str, data: str | None = None, image_size: int | None = None,
+             crop_pct: float | None = None, batch_size: int = 128, val_split: float | None = None,
+             seed: int | None = None, data_dir: str | None = None, verbose: bool = True) -> dict:
+    """Settings not given come from the run's `config.yaml` beside the weights, then the defaults,
+    so `eval --weights runs/x/best.weights.h5` scores exactly the split and transform training used."""
+    from keras_models.registry import create_model, get_entry
+    from training import data as data_lib
+    from training.trainer import evaluate_dataset
+
+    run_config = Path(weights).expanduser().parent / "config.yaml"
+    run = TrainConfig.from_yaml(run_config) if run_config.is_file() else TrainConfig()
+    model = model or (run.model if run_config.is_file() else None)
+    if model is None:
+        raise ConfigError("--model is needed (no config.yaml beside the weights to read it from)")
+    data = data or run.data
+    same_data = run_config.is_file() and data == run.data
+    seed = run.seed if seed is None else seed
+    val_split = run.val_split if val_split is None else val_split
+    source = data_lib.load(data, val_split=val_split, seed=seed, data_dir=data_dir or run.data_dir)
+    entry = get_entry(model)
+    image_size = image_size or (run.image_size if same_data else None) or source.defaults.get(
+        "image_size", entry.spec().default_size)
+    crop_pct = crop_pct or (run.crop_pct if same_data else None) or source.defaults.get("crop_pct", entry.crop_pct)
+    pipeline = data_lib.Pipeline(image_size=image_size, crop_pct=crop_pct, interpolation=entry.interpolation)
+    net = create_model(model, weights=weights, num_classes=source.num_classes,
+                       input_shape=(image_size, image_size, 3), classifier_activation=None)
+
+    import tensorflow as tf
+
+    step = tf.function(lambda x: tf.cast(net(x, training=False), tf.float32))
+    started = time.perf_counter()
+    metrics = evaluate_dataset(step, pipeline.eval_dataset(source, batch_size))
+    seconds = time.perf_counter() - started
+    result = {"model": model, "weights": str(weights), "data": source.name, "image_size": image_size,
+              "crop_pct": crop_pct, "top1": metrics["val_top1"], "top5": metrics["val_top5"],
+              "loss": metrics["val_loss"], "images": metrics["val_images"],
+              "images_per_sec": metrics["val_images"] / seconds}
+    if verbose:
+        print(f"{model} {weights} on {source.name} ({result['images']} val images, {image_size}px, "
+              f"crop {crop_pct}): top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  "
+              f"loss {result['loss']:.4f}  {result['images_per_sec']:.0f} img/s")
+    return result

@@ -1,0 +1,457 @@
+"""One training loop for every strategy: `strategy.run` inside a `tf.function`.
+
+Keras 3 `fit` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585), so the loop is
+our own and identical on one CPU, mirrored GPUs and a multi-worker cluster. Everything needed
+to continue (model, optimizer slots, EMA, step, best metric) goes into a `tf.train.Checkpoint`
+every `checkpoint_every` steps and at each epoch end; rerunning the same command resumes at
+the exact step, skipping the data already seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_models.files import atomic_output
+from keras_models.registry import create_model, get_entry
+from training import data as data_lib
+from training.config import ConfigError, TrainConfig
+from training.distribute import is_chief, make_strategy, use_jit
+from training.optim import ModelEMA, WarmupCosine, make_optimizer
+
+HEAD_LAYERS = ("predictions", "top_dropout", "head_hidden", "head_hidden_bn", "head_hidden_activation")
+# Changing these under an existing run would silently train something else: refuse instead.
+RUN_IDENTITY = ("model", "data", "num_classes", "image_size", "batch_size")
+METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
+                 "images_per_sec", "epoch_seconds")
+
+
+class TrainingError(RuntimeError):
+    """A run that stopped for a reason the user must act on (divergence, wrong --out)."""
+
+
+@dataclass
+class RunState:
+    epoch: int = 0
+    step: int = 0  # global optimizer steps completed
+    best_top1: float = -1.0
+    rows: list[dict] = field(default_factory=list)
+
+
+def fit(config: TrainConfig, *, verbose: bool = True) -> dict:
+    """Train per `config`; returns the summary (top-1, top-5, images/s, seconds, out)."""
+    return Trainer(config, verbose=verbose).run()
+
+
+def set_precision(precision: str) -> None:
+    keras.mixed_precision.set_global_policy(precision)
+
+
+def with_sync_bn(model: keras.Model) -> keras.Model:
+    """The same model with cross-replica (synchronized) BatchNorm, weights kept."""
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            config["synchronized"] = True
+        return layer.__class__.from_config(config)
+
+    synced = keras.models.clone_model(model, clone_function=clone)
+    synced.set_weights(model.get_weights())
+    return synced
+
+
+def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
+    """Frozen layers run BatchNorm in inference mode (Keras 3: trainable=False implies it)."""
+    for layer in model.layers:
+        if layer.name not in HEAD_LAYERS:
+            layer.trainable = trainable
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, verbose: bool = True):
+        self.requested = config.validate()
+        self.verbose = verbose
+
+    # --- set-up -------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.requested
+        self.strategy = make_strategy(cfg.strategy)  # first: collectives must be set up before any op
+        set_precision(cfg.precision)
+        keras.utils.set_random_seed(cfg.seed)
+        self.chief = is_chief(self.strategy)
+        self.entry = get_entry(cfg.model)
+        net = self.entry.spec()
+        self.source = data_lib.load(cfg.data, val_split=cfg.val_split, seed=cfg.seed, data_dir=cfg.data_dir)
+        self.cfg = cfg = cfg.resolve(self.entry.family, self.source.defaults, self.source.num_classes,
+                                     net.default_size, self.entry.crop_pct)
+        replicas = self.strategy.num_replicas_in_sync
+        if cfg.batch_size % replicas:
+            raise ConfigError(f"batch_size {cfg.batch_size} is the global batch and must divide evenly over "
+                              f"{replicas} replicas")
+        self.steps_per_epoch = cfg.steps_per_epoch or self.source.num_train // cfg.batch_size
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"{self.source.num_train} training images make no full batch of {cfg.batch_size}; "
+                              f"lower --batch-size")
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.out = Path(cfg.out)
+        self._check_out_dir()
+        self.pipeline = data_lib.Pipeline(
+            image_size=cfg.image_size, crop_pct=cfg.crop_pct, interpolation=self.entry.interpolation,
+            crop_scale=cfg.crop_scale, hflip=cfg.hflip, randaugment=cfg.randaugment, mixup=cfg.mixup,
+            cutmix=cfg.cutmix, seed=cfg.seed)
+        self.jit = use_jit(cfg.jit_compile)
+        if self.jit and cfg.sync_bn:  # synchronized BN all-reduces inside the forward pass
+            self.jit = False
+            self._log("note: --sync-bn all-reduces inside the forward pass; XLA is off for this run")
+        ckpt_dir = self.out / "checkpoints"
+        resuming = tf.train.latest_checkpoint(str(ckpt_dir)) is not None
+        with self.strategy.scope():
+            keras.utils.set_random_seed(cfg.seed)  # right before the weights exist: same init everywhere
+            options = {k: getattr(cfg, k) for k in ("dropout_rate", "drop_path_rate") if getattr(cfg, k) is not None}
+            self.model = create_model(
+                cfg.model, weights=None if resuming else cfg.weights, num_classes=cfg.num_classes,
+                input_shape=(cfg.image_size, cfg.image_size, 3), classifier_activation=None, **options)
+            if not resuming and not (cfg.weights and cfg.num_classes == 1000):  # the head is new
+                # keras' fan-out init gives a 10-class head logits of std ~6 at the start; scaled
+                # down, a digits run reaches 95% in 8 epochs instead of 89% (README, "Recipe").
+                kernel = self.model.get_layer("predictions").kernel
+                kernel.assign(kernel * cfg.head_init_scale)
+            if cfg.sync_bn:
+                self.model = with_sync_bn(self.model)
+            warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
+            unfreeze_step = cfg.freeze_epochs * self.steps_per_epoch if cfg.freeze_epochs is not None else None
+            self.schedule = WarmupCosine(cfg.lr, self.total_steps, warmup, cfg.min_lr,
+                                         unfreeze_step, cfg.unfreeze_lr_scale)
+            self.optimizer = make_optimizer(cfg, self.schedule)
+            self.optimizer.build(self.model.trainable_variables)  # slots for every weight, frozen or not
+            self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay else None
+            self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_top1")
+            items = {"model": self.model, "optimizer": self.optimizer, "step": self.step_var, "best": self.best_var}
+            if self.ema is not None:
+                items["ema"] = self.ema
+            self.checkpoint = tf.train.Checkpoint(**items)
+        # Every worker saves (variables sync collectively); only the chief keeps what it writes.
+        self._scratch = None if self.chief else tempfile.mkdtemp(prefix="keras-models-worker-")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self._scratch or str(ckpt_dir), max_to_keep=2)
+        self.state = RunState()
+        if resuming:
+            self.checkpoint.restore(tf.train.latest_checkpoint(str(ckpt_dir))).assert_existing_objects_matched()
+            self.state.step = int(self.step_var.numpy())
+            self.state.best_top1 = float(self.best_var.numpy())
+            self.state.rows = self._read_metrics()
+        self.state.epoch = self.state.step // self.steps_per_epoch
+        self._log(self._banner(resuming))
+        if self.chief:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._write_text("config.yaml", cfg.to_yaml())
+            self._write_text("labels.txt", "\n".join(self.source.class_names) + "\n")
+            self.writer = tf.summary.create_file_writer(str(self.out / "logs"))
+        else:
+            self.writer = tf.summary.create_noop_writer()
+
+    def _check_out_dir(self) -> None:
+        """An existing run in --out must be the same run (resume), never silently another."""
+        saved = self.out / "config.yaml"
+        if not saved.is_file() or tf.train.latest_checkpoint(str(self.out / "checkpoints")) is None:
+            return
+        try:
+            previous = TrainConfig.from_yaml(saved)
+        except ConfigError:
+            return
+        for key in RUN_IDENTITY:
+            if getattr(previous, key) != getattr(self.cfg, key):
+                raise ConfigError(f"{self.out} holds a run with {key}={getattr(previous, key)!r}, not "
+                                  f"{getattr(self.cfg, key)!r}; pass another --out (or delete {self.out})")
+
+    def _banner(self, resuming: bool) -> str:
+        cfg, s = self.cfg, self.strategy
+        where = f"resuming at step {self.state.step}/{self.total_steps}" if resuming else "starting"
+        return (f"{where}: {cfg.model} on {self.source.name} ({self.source.num_train} train / "
+                f"{self.source.num_val} val, {cfg.num_classes} classes) at {cfg.image_size}px, "
+                f"{type(s).__name__} x{s.num_replicas_in_sync}, global batch {cfg.batch_size}, "
+                f"{cfg.optimizer} lr {cfg.lr:.4g}, {cfg.precision}, XLA {'on' if self.jit else 'off'} -> {self.out}")
+
+    # --- compiled steps -----------------------------------------------------------------
+    def _make_train_step(self):
+        model, optimizer, cfg = self.model, self.optimizer, self.cfg
+        global_batch, strategy, ema = cfg.batch_size, self.strategy, self.ema
+
+        def gradients(images, labels):
+            with tf.GradientTape() as tape:
+                logits = tf.cast(model(images, training=True), tf.float32)
+                per_example = keras.losses.categorical_crossentropy(
+                    labels, logits, from_logits=True, label_smoothing=cfg.label_smoothing)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                scaled = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled, model.trainable_variables)
+            correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == tf.argmax(labels, -1), tf.float32))
+            return loss, correct, grads
+
+        if self.jit:  # XLA compiles the replica-local forward/backward; the all-reduce stays outside
+            gradients = tf.function(gradients, jit_compile=True)
+
+        def replica_step(images, labels):
+            loss, correct, grads = gradients(images, labels)
+            optimizer.apply(grads, model.trainable_variables)  # all-reduces across replicas
+            return loss, correct
+
+        @tf.function
+        def train_step(iterator):
+            loss, correct = strategy.run(replica_step, args=next(iterator))
+            loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+            correct = strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None)
+            if ema is not None:
+                ema.update()
+            self.step_var.assign_add(1)
+            return loss, correct
+
+        return train_step
+
+    def _make_eval_step(self):
+        model = self.model
+
+        @tf.function
+        def eval_step(images):
+            return tf.cast(model(images, training=False), tf.float32)
+
+        return eval_step
+
+    # --- the loop -----------------------------------------------------------------------
+    def run(self) -> dict:
+        started = time.perf_counter()
+        self._setup()
+        cfg, st = self.cfg, self.state
+        if st.step >= self.total_steps:
+            self._log(f"{self.out}: all {cfg.epochs} epochs are done; nothing to train")
+            return self._summary(time.perf_counter() - started, images_per_sec=None)
+        frozen = cfg.freeze_backbone and (cfg.freeze_epochs is None or st.epoch < cfg.freeze_epochs)
+        set_backbone_trainable(self.model, not frozen)
+        train_step, eval_step = self._make_train_step(), self._make_eval_step()
+        per_pipeline = None
+
+        def dataset_fn(ctx):
+            nonlocal per_pipeline
+            per_pipeline = cfg.batch_size // ctx.num_input_pipelines
+            return self.pipeline.train_dataset(self.source, ctx.get_per_replica_batch_size(cfg.batch_size),
+                                               input_context=ctx, skip_elements=st.step * per_pipeline)
+
+        iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+        eval_ds = self.pipeline.eval_dataset(self.source, max(cfg.batch_size, 64))
+        speeds = []
+        try:
+            for epoch in range(st.epoch, cfg.epochs):
+                if frozen and cfg.freeze_epochs is not None and epoch >= cfg.freeze_epochs:
+                    frozen = False
+                    set_backbone_trainable(self.model, True)
+                    train_step = self._make_train_step()  # retrace with the released weights
+                    self._log(f"epoch {epoch + 1}: backbone unfrozen, LR x{cfg.unfreeze_lr_scale}")
+                row, speed = self._train_epoch(epoch, train_step, iterator)
+                speeds.append(speed)
+                row.update(self._evaluate_for_epoch(eval_step, eval_ds))
+                self._end_epoch(row)
+        except KeyboardInterrupt:
+            self._save_checkpoint()
+            raise TrainingError(f"interrupted at step {int(self.step_var.numpy())}; "
+                                f"rerun the same command to resume") from None
+        finally:
+            if self._scratch:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+        measured = speeds[1:] or speeds  # the first epoch pays for tracing
+        return self._summary(time.perf_counter() - started, images_per_sec=float(np.median(measured)))
+
+    def _train_epoch(self, epoch: int, train_step, iterator) -> tuple[dict, float]:
+        cfg, st = self.cfg, self.state
+        first = st.step - epoch * self.steps_per_epoch
+        bar = _progress(self.steps_per_epoch, first, f"epoch {epoch + 1}/{cfg.epochs}", self.chief and self.verbose)
+        loss_sum = correct_sum = seen = 0.0
+        timed_images, timed_seconds = 0, 0.0
+        for i in range(first, self.steps_per_epoch):
+            t0 = time.perf_counter()
+            loss, correct = train_step(iterator)
+            loss = float(loss)
+            if not math.isfinite(loss):
+                bar.close()
+                kept = self.manager.latest_checkpoint or "none yet"
+                raise TrainingError(f"loss became {loss} at step {st.step + 1} (epoch {epoch + 1}); stopped. "
+                                    f"Last good checkpoint: {kept}. Lower --lr, or use --precision float32")
+            dt = time.perf_counter() - t0
+            st.step += 1
+            if i > first:  # the first step of a (re)start includes tracing
+                timed_images += cfg.batch_size
+                timed_seconds += dt
+            loss_sum += loss
+            correct_sum += float(correct)
+            seen += 1
+            if bar is not None:
+                bar.update(1)
+                if i % 5 == 0 or i == self.steps_per_epoch - 1:
+                    bar.set_postfix({
+                        "loss": f"{loss_sum / seen:.3f}", "top1": f"{100 * correct_sum / (seen * cfg.batch_size):.1f}",
+                        "lr": f"{self._lr():.3g}", "img/s": f"{timed_images / max(timed_seconds, 1e-9):.0f}",
+                        "step_ms": f"{1000 * dt:.0f}"})
+            if st.step % cfg.checkpoint_every == 0:
+                self._save_checkpoint()
+        if bar is not None:
+            bar.close()
+        speed = timed_images / timed_seconds if timed_seconds else float("nan")
+        with self.writer.as_default(step=st.step):
+            tf.summary.scalar("train/loss", loss_sum / max(seen, 1))
+            tf.summary.scalar("train/lr", self._lr())
+        row = {"epoch": epoch + 1, "step": st.step, "lr": self._lr(), "train_loss": loss_sum / max(seen, 1),
+               "train_top1": 100 * correct_sum / max(seen * cfg.batch_size, 1), "images_per_sec": speed,
+               "epoch_seconds": timed_seconds}
+        return row, speed
+
+    def _lr(self) -> float:
+        return float(self.schedule(max(self.state.step - 1, 0)))
+
+    def _evaluate_for_epoch(self, eval_step, eval_ds) -> dict:
+        """Validation on the EMA weights when EMA is on (timm: the EMA metric picks the best)."""
+        if self.ema is not None:
+            self.ema.swap()
+        try:
+            metrics = evaluate_dataset(eval_step, eval_ds, self.cfg.label_smoothing)
+            if self.chief and metrics["val_top1"] > self.state.best_top1:
+                self.state.best_top1 = metrics["val_top1"]
+                self.best_var.assign(metrics["val_top1"])
+                with atomic_output(self.out / "best.weights.h5", suffix=".weights.h5") as tmp:
+                    self.model.save_weights(tmp)
+            if self.chief:
+                probabilities = keras.layers.Activation("softmax", dtype="float32", name="probabilities")
+                inference = keras.Model(self.model.inputs, probabilities(self.model.outputs[0]), name=self.model.name)
+                with atomic_output(self.out / "last.keras", suffix=".keras") as tmp:
+                    inference.save(tmp)
+        finally:
+            if self.ema is not None:
+                self.ema.swap()
+        return metrics
+
+    def _end_epoch(self, row: dict) -> None:
+        st = self.state
+        st.rows = [r for r in st.rows if int(r["epoch"]) < row["epoch"]] + [row]
+        self._save_checkpoint()
+        if self.chief:
+            with atomic_output(self.out / "metrics.csv", suffix=".csv") as tmp, open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+                w.writeheader()
+                w.writerows({k: r.get(k, "") for k in METRIC_FIELDS} for r in st.rows)
+            plot_curves(st.rows, self.out / "curves.png")
+            with self.writer.as_default(step=st.step):
+                for key in ("val_loss", "val_top1", "val_top5"):
+                    tf.summary.scalar(key.replace("_", "/", 1), row[key])
+            self.writer.flush()
+        self._log(f"epoch {row['epoch']}/{self.cfg.epochs}  loss {row['train_loss']:.4f}  "
+                  f"train top-1 {row['train_top1']:.1f}%  val loss {row['val_loss']:.4f}  "
+                  f"val top-1 {row['val_top1']:.2f}%  top-5 {row['val_top5']:.2f}%  "
+                  f"lr {row['lr']:.3g}  {row['images_per_sec']:.0f} img/s")
+
+    def _save_checkpoint(self) -> None:
+        if not all_finite(self.model.weights):
+            self._log("warning: weights are not finite; checkpoint not written")
+            return
+        self.best_var.assign(self.state.best_top1)
+        self.manager.save(checkpoint_number=self.state.step)
+
+    # --- outputs ------------------------------------------------------------------------
+    def _read_metrics(self) -> list[dict]:
+        path = self.out / "metrics.csv"
+        if not path.is_file():
+            return []
+        with open(path, newline="") as f:
+            return [{k: (float(v) if v not in ("", None) else "") for k, v in r.items()} for r in csv.DictReader(f)]
+
+    def _write_text(self, name: str, text: str) -> None:
+        with atomic_output(self.out / name) as tmp:
+            Path(tmp).write_text(text)
+
+    def _log(self, message: str) -> None:
+        if self.chief and self.verbose:
+            print(message, flush=True)
+
+    def _summary(self, seconds: float, images_per_sec: float | None) -> dict:
+        last = self.state.rows[-1] if self.state.rows else {}
+        summary = {
+            "model": self.cfg.model, "data": self.source.name, "out": str(self.out),
+            "top1": last.get("val_top1"), "top5": last.get("val_top5"),
+            "best_top1": self.state.best_top1, "images_per_sec": images_per_sec, "seconds": seconds,
+            "steps": self.state.step,
+        }
+        if last:
+            speed = f"{images_per_sec:.0f} img/s" if images_per_sec else "- img/s"
+            self._log(f"done: {self.cfg.model} on {self.source.name}: val top-1 {last['val_top1']:.2f}% "
+                      f"(best {self.state.best_top1:.2f}%), top-5 {last['val_top5']:.2f}%, train {speed}, "
+                      f"{seconds / 60:.1f} min -> {self.out}/best.weights.h5")
+        return summary
+
+
+def all_finite(weights) -> bool:
+    return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.cast(w.value, tf.float32))) for w in weights]))
+
+
+def evaluate_dataset(eval_step, dataset: tf.data.Dataset, label_smoothing: float = 0.0) -> dict:
+    """Top-1/top-5 and loss over a dataset of (images, integer labels)."""
+    n = top1 = top5 = loss = 0.0
+    for images, labels in dataset:
+        logits = eval_step(images)
+        k = min(5, int(logits.shape[-1]))
+        top = tf.math.top_k(logits, k).indices
+        labels = tf.cast(labels, top.dtype)
+        top1 += float(tf.reduce_sum(tf.cast(top[:, 0] == labels, tf.float32)))
+        top5 += float(tf.reduce_sum(tf.cast(tf.reduce_any(top == labels[:, None], axis=-1), tf.float32)))
+        onehot = tf.one_hot(labels, int(logits.shape[-1]))
+        loss += float(tf.reduce_sum(keras.losses.categorical_crossentropy(
+            onehot, logits, from_logits=True, label_smoothing=label_smoothing)))
+        n += int(labels.shape[0])
+    if not n:
+        raise TrainingError("the validation split is empty (or every image in it failed to decode)")
+    return {"val_loss": loss / n, "val_top1": 100 * top1 / n, "val_top5": 100 * top5 / n, "val_images": int(n)}
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, dynamic_ncols=True,
+                file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 30)
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    """Loss, top-1 and LR per epoch, for people who would rather look than read CSV."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
+    axes[0].plot(epochs, [r["val_loss"] for r in rows], "o-", label="val")
+    axes[0].set_title("loss")
+    axes[1].plot(epochs, [r["train_top1"] for r in rows], "o-", label="train")
+    axes[1].plot(epochs, [r["val_top1"] for r in rows], "o-", label="val top-1")
+    axes[1].plot(epochs, [r["val_top5"] for r in rows], "o--", label="val top-5")
+    axes[1].set_title("accuracy (%)")
+    axes[2].plot(epochs, [r["lr"] for r in rows], "o-")
+    axes[2].set_title("learning rate (epoch end)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    axes[1].legend()
+    fig.tight_layout()
+    with atomic_output(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+
