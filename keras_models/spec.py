@@ -112,6 +112,8 @@ def build(
         x = layers.Dense(
             num_classes, activation=classifier_activation,
             kernel_initializer=DENSE_INIT, bias_initializer="zeros", name="predictions",
+            # Under a mixed policy the logits (and softmax) stay float32, as the Keras guide advises.
+            dtype="float32" if keras.config.dtype_policy().name.startswith("mixed") else None,
         )(x)
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)

@@ -235,3 +235,50 @@ def test_two_workers_end_identical_and_track_single_process(tmp_path):
     multi = [float(r["train_loss"]) for r in read_metrics(tmp_path / "cluster")]
     alone = [float(r["train_loss"]) for r in read_metrics(tmp_path / "single")]
     assert np.allclose(multi, alone, rtol=0.15), (multi, alone)
+
+
+# --- fine-tuning and precision (in-process: one device) ----------------------------------
+def test_freeze_backbone_trains_only_the_head(resumed_run, tmp_path):
+    import keras_models as km
+    from training.config import TrainConfig
+    from training.trainer import Trainer
+
+    out, _, _ = resumed_run
+    start = km.create_model("rexnet_100", num_classes=10, input_shape=(64, 64, 3), weights=str(out / "best.weights.h5"))
+    trainer = Trainer(TrainConfig(model="rexnet_100", data="digits", weights=str(out / "best.weights.h5"),
+                                  freeze_backbone=True, batch_size=32, steps_per_epoch=3, epochs=1,
+                                  image_size=64, ema_decay=0.0, out=str(tmp_path / "ft")), verbose=False)
+    trainer.run()
+    changed = {w.path for w, v in zip(trainer.model.weights, start.weights) if not np.array_equal(w.numpy(), v.numpy())}
+    assert changed == {"predictions/kernel", "predictions/bias"}, sorted(changed)[:5]  # BN stats untouched too
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_runs_and_keeps_float32_weights(precision, tmp_path):
+    import keras
+
+    from training.config import TrainConfig
+    from training.trainer import Trainer
+
+    try:
+        trainer = Trainer(TrainConfig(model="rexnet_100", data="digits", precision=precision, batch_size=16,
+                                      steps_per_epoch=2, epochs=1, out=str(tmp_path / precision)), verbose=False)
+        summary = trainer.run()
+        assert summary["steps"] == 2 and np.isfinite(summary["top1"])
+        assert all(w.dtype == "float32" for w in trainer.model.weights)
+        assert trainer.model.get_layer("block3a_dwconv").compute_dtype == precision.split("_")[1]
+        assert trainer.model.get_layer("predictions").compute_dtype == "float32"  # logits stay float32
+        if precision == "mixed_float16":
+            assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_schedule_warmup_cosine_and_unfreeze_scale():
+    from training.optim import WarmupCosine
+
+    s = WarmupCosine(0.1, total_steps=100, warmup_steps=10, min_lr=0.0, scale_from=50, scale=0.1)
+    lrs = [float(s(i)) for i in (0, 9, 10, 49, 50, 99)]
+    assert lrs[0] == pytest.approx(0.01) and lrs[1] == pytest.approx(0.1) and lrs[2] == pytest.approx(0.1)
+    assert lrs[3] > lrs[4] * 5  # x0.1 once the backbone is released
+    assert lrs[5] < 1e-4
