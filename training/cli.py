@@ -20,6 +20,7 @@ HELP = {
     "weights": "imagenet or a weights file to start from (the classifier head is new)",
     "data": "digits | folder:PATH | tfds:NAME[/CONFIG] | tfrecord:TRAIN_GLOB[,VAL_GLOB]",
     "data_dir": "tensorflow-datasets data_dir",
+    "manual_dir": "tensorflow-datasets manual_dir, for sets whose archives you download yourself",
     "out": "run directory: checkpoints, best.weights.h5, last.keras, metrics.csv, curves.png, logs/",
     "batch_size": "global batch (all replicas together)",
     "lr": "peak learning rate (default: the recipe's, scaled with the global batch)",

@@ -51,6 +51,7 @@ class TrainConfig:
     weights: str | None = None  # None (from scratch), "imagenet" or a weights file; the head is new
     data: str = "digits"  # digits | mnist5k | folder:PATH | tfds:NAME[/CONFIG] | tfrecord:GLOB
     data_dir: str | None = None  # tensorflow-datasets data_dir
+    manual_dir: str | None = None  # tensorflow-datasets manual_dir (archives you downloaded yourself)
     out: str = "runs/train"
     num_classes: int | None = None  # from the data
     # input

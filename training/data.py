@@ -46,7 +46,8 @@ class DataSource:
         return len(self.class_names)
 
 
-def load(spec: str, *, val_split: float = 0.2, seed: int = 0, data_dir: str | None = None) -> DataSource:
+def load(spec: str, *, val_split: float = 0.2, seed: int = 0, data_dir: str | None = None,
+         manual_dir: str | None = None) -> DataSource:
     """`digits`, `folder:PATH`, `tfds:NAME[/CONFIG]` or `tfrecord:TRAIN_GLOB[,VAL_GLOB]`."""
     kind, _, arg = spec.partition(":")
     if kind == "digits" and not arg:
@@ -54,7 +55,7 @@ def load(spec: str, *, val_split: float = 0.2, seed: int = 0, data_dir: str | No
     if kind == "folder" and arg:
         return _folder(Path(arg).expanduser(), val_split, seed)
     if kind == "tfds" and arg:
-        return _tfds(arg, data_dir, val_split)
+        return _tfds(arg, data_dir, val_split, manual_dir)
     if kind == "tfrecord" and arg:
         return _tfrecord(arg, val_split)
     raise DataError(f"unknown data {spec!r}: use digits, folder:PATH, tfds:NAME[/CONFIG] or tfrecord:GLOB")
@@ -160,14 +161,15 @@ def _folder(root: Path, val_split: float, seed: int) -> DataSource:
     )
 
 
-def _tfds(name: str, data_dir: str | None, val_split: float) -> DataSource:
+def _tfds(name: str, data_dir: str | None, val_split: float, manual_dir: str | None = None) -> DataSource:
     """A tensorflow-datasets image classification set, already prepared in `data_dir` or downloadable."""
     import tensorflow_datasets as tfds
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
         if not builder.is_prepared():
-            builder.download_and_prepare()
+            config = tfds.download.DownloadConfig(manual_dir=os.path.expanduser(manual_dir)) if manual_dir else None
+            builder.download_and_prepare(download_config=config)
     except Exception as e:  # tfds raises many types; the message is what the user needs
         where = data_dir or "~/tensorflow_datasets"
         raise DataError(f"tfds dataset {name!r} is not prepared in {where} and could not be prepared "
@@ -344,6 +346,7 @@ class Pipeline:
             image = random_resized_crop(image, self.image_size, self.crop_scale, seed)
             if self.hflip:
                 image = tf.image.stateless_random_flip_left_right(image, seed + 1)
+            image = tf.ensure_shape(image, [self.image_size, self.image_size, 3])  # tf.slice forgot it
             return tf.clip_by_value(image, 0.0, 255.0), tf.one_hot(label, num_classes)
 
         ds = ds.map(lambda i, xy: augment(i, *xy), num_parallel_calls=tf.data.AUTOTUNE)

@@ -91,7 +91,8 @@ class Trainer:
         self.chief = is_chief(self.strategy)
         self.entry = get_entry(cfg.model)
         net = self.entry.spec()
-        self.source = data_lib.load(cfg.data, val_split=cfg.val_split, seed=cfg.seed, data_dir=cfg.data_dir)
+        self.source = data_lib.load(cfg.data, val_split=cfg.val_split, seed=cfg.seed, data_dir=cfg.data_dir,
+                                    manual_dir=cfg.manual_dir)
         self.cfg = cfg = cfg.resolve(self.entry.family, self.source.defaults, self.source.num_classes,
                                      net.default_size, self.entry.crop_pct)
         replicas = self.strategy.num_replicas_in_sync
