@@ -302,3 +302,14 @@ def test_finetune_real_imagenet_lite0_with_new_head(tmp_path):
     for name in ("stem_conv", "block4a_dwconv", "top_conv", "top_bn"):  # ImageNet's backbone, untouched
         for t, b in zip(tuned.get_layer(name).get_weights(), base.get_layer(name).get_weights()):
             np.testing.assert_allclose(t, b, rtol=1e-6, atol=1e-7)  # the EMA of a constant is that constant
+
+
+def test_nan_stop_without_progress_bar(tmp_path):
+    """Non-chief workers and `verbose=False` runs have no bar; divergence is still a TrainingError."""
+    from training.config import TrainConfig
+    from training.trainer import Trainer, TrainingError
+
+    trainer = Trainer(TrainConfig(model="rexnet_100", data="digits", batch_size=16, steps_per_epoch=3, epochs=1,
+                                  lr=1e12, ema_decay=0.0, out=str(tmp_path / "nan")), verbose=False)
+    with pytest.raises(TrainingError, match="loss became nan"):
+        trainer.run()

@@ -143,3 +143,15 @@ def test_randaugment_in_the_pipeline():
     np.testing.assert_array_equal(y0, y1)
     assert x1.shape == x0.shape and 0 <= float(tf.reduce_min(x1)) and float(tf.reduce_max(x1)) <= 255
     assert float(tf.reduce_mean(tf.abs(x1 - x0))) > 1.0
+
+
+def test_folder_without_images_is_one_clear_error(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        (tmp_path / cls / "readme.txt").write_text("no images here")
+    with pytest.raises(data_lib.DataError, match="needs at least two class subfolders of images"):
+        data_lib.load(f"folder:{tmp_path}")
+    empty = tmp_path / "empty.tfrecord"
+    tf.io.TFRecordWriter(str(empty)).close()
+    with pytest.raises(data_lib.DataError, match="hold no records"):
+        data_lib.load(f"tfrecord:{empty}")

@@ -140,6 +140,7 @@ def _folder(root: Path, val_split: float, seed: int) -> DataSource:
         skipped += skipped_val
     else:
         class_names, files, labels, skipped = _scan_classes(root)
+        tr_files = va_files = []
         if files:
             tr, va = stratified_split(np.asarray(labels), val_split, seed)
             tr_files, tr_labels = [files[i] for i in tr], [labels[i] for i in tr]
@@ -235,6 +236,8 @@ def _tfrecord(arg: str, val_split: float) -> DataSource:
         labels = np.fromiter((int(lbl) for _, lbl in records(train_files + val_files).as_numpy_iterator()), np.int64)
     except tf.errors.OpError as e:
         raise DataError(f"cannot read {train_glob}: {e.message.splitlines()[0]}") from None
+    if not len(labels):
+        raise DataError(f"the TFRecord files matching {arg!r} hold no records")
     n_train_files = sum(1 for _ in tf.data.TFRecordDataset(train_files)) if val_files else len(labels)
     labels_txt = Path(train_files[0]).parent / "labels.txt"
     if labels_txt.is_file():

@@ -282,7 +282,8 @@ class Trainer:
             loss, correct = train_step(iterator)
             loss = float(loss)
             if not math.isfinite(loss):
-                bar.close()
+                if bar is not None:
+                    bar.close()
                 kept = self.manager.latest_checkpoint or "none yet"
                 raise TrainingError(f"loss became {loss} at step {st.step + 1} (epoch {epoch + 1}); stopped. "
                                     f"Last good checkpoint: {kept}. Lower --lr, or use --precision float32")
