@@ -11,7 +11,7 @@ def fit(config: TrainConfig, **kwargs) -> dict:
 
 
 def evaluate(**kwargs) -> dict:
-    """Top-1/top-5 of a weights file on a dataset's validation split (see `training.cli.evaluate`)."""
+    """Top-1/top-5 of a weights file on a dataset's validation split (see `training.evaluate.evaluate`)."""
     from training.evaluate import evaluate as _evaluate
 
     return _evaluate(**kwargs)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import typing
 
 from training.config import OPTIMIZERS, PRECISIONS, STRATEGIES, SWITCHES, TrainConfig
 
@@ -42,14 +41,12 @@ def _flag_type(annotation: str):
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; unset flags stay absent so YAML values survive."""
-    hints = typing.get_type_hints(TrainConfig)
     parser.add_argument("--config", help="YAML recipe of TrainConfig fields (flags override it)")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "extra":
             continue
         flag = "--" + f.name.replace("_", "-")
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": HELP.get(f.name)}
-        hint = str(hints[f.name]).replace("typing.", "").replace("Optional[", "")
         if f.type in ("bool", "bool | None"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif f.name == "crop_scale":
@@ -57,7 +54,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             kind = _flag_type(f.type)
             if kind is None:
-                raise TypeError(f"no flag type for {f.name}: {hint}")
+                raise TypeError(f"no flag type for {f.name}: {f.type}")
             parser.add_argument(flag, type=kind, choices=CHOICES.get(f.name), **kwargs)
 
 

@@ -232,13 +232,16 @@ def _tfrecord(arg: str, val_split: float) -> DataSource:
     def records(files):
         return tf.data.TFRecordDataset(files).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
-    try:
-        labels = np.fromiter((int(lbl) for _, lbl in records(train_files + val_files).as_numpy_iterator()), np.int64)
-    except tf.errors.OpError as e:
-        raise DataError(f"cannot read {train_glob}: {e.message.splitlines()[0]}") from None
+    def read_labels(files):
+        try:
+            return np.fromiter((int(lbl) for _, lbl in records(files).as_numpy_iterator()), np.int64)
+        except tf.errors.OpError as e:
+            raise DataError(f"cannot read {files[0]}: {e.message.splitlines()[0]}") from None
+
+    train_labels = read_labels(train_files)  # one pass gives counts and the class range
+    labels = np.concatenate([train_labels, read_labels(val_files)]) if val_files else train_labels
     if not len(labels):
         raise DataError(f"the TFRecord files matching {arg!r} hold no records")
-    n_train_files = sum(1 for _ in tf.data.TFRecordDataset(train_files)) if val_files else len(labels)
     labels_txt = Path(train_files[0]).parent / "labels.txt"
     if labels_txt.is_file():
         class_names = [line.strip() for line in labels_txt.read_text().splitlines() if line.strip()]
@@ -248,7 +251,7 @@ def _tfrecord(arg: str, val_split: float) -> DataSource:
         raise DataError(f"{labels_txt} lists {len(class_names)} classes but a record has label {labels.max()}")
     if val_files:
         train, val = records(train_files), records(val_files)
-        num_train, num_val = n_train_files, len(labels) - n_train_files
+        num_train, num_val = len(train_labels), len(labels) - len(train_labels)
     else:  # hold out every k-th record: deterministic and spread over all files
         k = max(2, round(1 / val_split))
         indexed = records(train_files).enumerate()

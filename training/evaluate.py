@@ -15,7 +15,7 @@ def evaluate(*, model: str | None = None, weights: str, data: str | None = None,
     so `eval --weights runs/x/best.weights.h5` scores exactly the split and transform training used."""
     from keras_models.registry import create_model, get_entry
     from training import data as data_lib
-    from training.trainer import evaluate_dataset
+    from training.trainer import evaluate_dataset, make_eval_step
 
     run_config = Path(weights).expanduser().parent / "config.yaml"
     run = TrainConfig.from_yaml(run_config) if run_config.is_file() else TrainConfig()
@@ -35,11 +35,8 @@ def evaluate(*, model: str | None = None, weights: str, data: str | None = None,
     net = create_model(model, weights=weights, num_classes=source.num_classes,
                        input_shape=(image_size, image_size, 3), classifier_activation=None)
 
-    import tensorflow as tf
-
-    step = tf.function(lambda x: tf.cast(net(x, training=False), tf.float32))
     started = time.perf_counter()
-    metrics = evaluate_dataset(step, pipeline.eval_dataset(source, batch_size))
+    metrics = evaluate_dataset(make_eval_step(net), pipeline.eval_dataset(source, batch_size))
     seconds = time.perf_counter() - started
     result = {"model": model, "weights": str(weights), "data": source.name, "image_size": image_size,
               "crop_pct": crop_pct, "top1": metrics["val_top1"], "top5": metrics["val_top5"],

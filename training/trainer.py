@@ -42,7 +42,6 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class RunState:
-    epoch: int = 0
     step: int = 0  # global optimizer steps completed
     best_top1: float = -1.0
     rows: list[dict] = field(default_factory=list)
@@ -105,7 +104,10 @@ class Trainer:
                               f"lower --batch-size")
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.out = Path(cfg.out)
-        self._check_out_dir()
+        ckpt_dir = self.out / "checkpoints"
+        latest = tf.train.latest_checkpoint(str(ckpt_dir))
+        if latest is not None:
+            self._check_same_run()
         self.pipeline = data_lib.Pipeline(
             image_size=cfg.image_size, crop_pct=cfg.crop_pct, interpolation=self.entry.interpolation,
             crop_scale=cfg.crop_scale, hflip=cfg.hflip, randaugment=cfg.randaugment, mixup=cfg.mixup,
@@ -114,8 +116,7 @@ class Trainer:
         if self.jit and cfg.sync_bn:  # synchronized BN all-reduces inside the forward pass
             self.jit = False
             self._log("note: --sync-bn all-reduces inside the forward pass; XLA is off for this run")
-        ckpt_dir = self.out / "checkpoints"
-        resuming = tf.train.latest_checkpoint(str(ckpt_dir)) is not None
+        resuming = latest is not None
         with self.strategy.scope():
             keras.utils.set_random_seed(cfg.seed)  # right before the weights exist: same init everywhere
             options = {k: getattr(cfg, k) for k in ("dropout_rate", "drop_path_rate") if getattr(cfg, k) is not None}
@@ -129,6 +130,10 @@ class Trainer:
                 kernel.assign(kernel * cfg.head_init_scale)
             if cfg.sync_bn:
                 self.model = with_sync_bn(self.model)
+            # last.keras: the same layers and weights with probabilities out, as Keras users expect.
+            probabilities = keras.layers.Activation("softmax", dtype="float32", name="probabilities")
+            self.inference = keras.Model(self.model.inputs, probabilities(self.model.outputs[0]),
+                                         name=self.model.name)
             warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
             unfreeze_step = cfg.freeze_epochs * self.steps_per_epoch if cfg.freeze_epochs is not None else None
             self.schedule = WarmupCosine(cfg.lr, self.total_steps, warmup, cfg.min_lr,
@@ -147,11 +152,10 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._scratch or str(ckpt_dir), max_to_keep=2)
         self.state = RunState()
         if resuming:
-            self.checkpoint.restore(tf.train.latest_checkpoint(str(ckpt_dir))).assert_existing_objects_matched()
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
             self.state.step = int(self.step_var.numpy())
             self.state.best_top1 = float(self.best_var.numpy())
             self.state.rows = self._read_metrics()
-        self.state.epoch = self.state.step // self.steps_per_epoch
         self._log(self._banner(resuming))
         if self.chief:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -161,10 +165,10 @@ class Trainer:
         else:
             self.writer = tf.summary.create_noop_writer()
 
-    def _check_out_dir(self) -> None:
+    def _check_same_run(self) -> None:
         """An existing run in --out must be the same run (resume), never silently another."""
         saved = self.out / "config.yaml"
-        if not saved.is_file() or tf.train.latest_checkpoint(str(self.out / "checkpoints")) is None:
+        if not saved.is_file():
             return
         try:
             previous = TrainConfig.from_yaml(saved)
@@ -219,15 +223,6 @@ class Trainer:
 
         return train_step
 
-    def _make_eval_step(self):
-        model = self.model
-
-        @tf.function
-        def eval_step(images):
-            return tf.cast(model(images, training=False), tf.float32)
-
-        return eval_step
-
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> dict:
         started = time.perf_counter()
@@ -236,14 +231,13 @@ class Trainer:
         if st.step >= self.total_steps:
             self._log(f"{self.out}: all {cfg.epochs} epochs are done; nothing to train")
             return self._summary(time.perf_counter() - started, images_per_sec=None)
-        frozen = cfg.freeze_backbone and (cfg.freeze_epochs is None or st.epoch < cfg.freeze_epochs)
+        start_epoch = st.step // self.steps_per_epoch
+        frozen = cfg.freeze_backbone and (cfg.freeze_epochs is None or start_epoch < cfg.freeze_epochs)
         set_backbone_trainable(self.model, not frozen)
-        train_step, eval_step = self._make_train_step(), self._make_eval_step()
-        per_pipeline = None
+        train_step, eval_step = self._make_train_step(), make_eval_step(self.model)
 
         def dataset_fn(ctx):
-            nonlocal per_pipeline
-            per_pipeline = cfg.batch_size // ctx.num_input_pipelines
+            per_pipeline = cfg.batch_size // ctx.num_input_pipelines  # elements each pipeline feeds per step
             return self.pipeline.train_dataset(self.source, ctx.get_per_replica_batch_size(cfg.batch_size),
                                                input_context=ctx, skip_elements=st.step * per_pipeline)
 
@@ -251,7 +245,7 @@ class Trainer:
         eval_ds = self.pipeline.eval_dataset(self.source, max(cfg.batch_size, 64))
         speeds = []
         try:
-            for epoch in range(st.epoch, cfg.epochs):
+            for epoch in range(start_epoch, cfg.epochs):
                 if frozen and cfg.freeze_epochs is not None and epoch >= cfg.freeze_epochs:
                     frozen = False
                     set_backbone_trainable(self.model, True)
@@ -326,14 +320,11 @@ class Trainer:
             metrics = evaluate_dataset(eval_step, eval_ds, self.cfg.label_smoothing)
             if self.chief and metrics["val_top1"] > self.state.best_top1:
                 self.state.best_top1 = metrics["val_top1"]
-                self.best_var.assign(metrics["val_top1"])
                 with atomic_output(self.out / "best.weights.h5", suffix=".weights.h5") as tmp:
                     self.model.save_weights(tmp)
             if self.chief:
-                probabilities = keras.layers.Activation("softmax", dtype="float32", name="probabilities")
-                inference = keras.Model(self.model.inputs, probabilities(self.model.outputs[0]), name=self.model.name)
                 with atomic_output(self.out / "last.keras", suffix=".keras") as tmp:
-                    inference.save(tmp)
+                    self.inference.save(tmp)
         finally:
             if self.ema is not None:
                 self.ema.swap()
@@ -395,6 +386,11 @@ class Trainer:
                       f"(best {self.state.best_top1:.2f}%), top-5 {last['val_top5']:.2f}%, train {speed}, "
                       f"{seconds / 60:.1f} min -> {self.out}/best.weights.h5")
         return summary
+
+
+def make_eval_step(model: keras.Model):
+    """Inference-mode logits in float32, compiled; shared by training's validation and `eval`."""
+    return tf.function(lambda images: tf.cast(model(images, training=False), tf.float32))
 
 
 def all_finite(weights) -> bool:
