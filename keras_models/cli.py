@@ -1,4 +1,4 @@
-"""`keras-models` command line: list, info, convert, predict, train, eval.
+"""`keras-models` command line: list, info, convert, predict, export, verify, train, eval.
 
 Every expected failure (bad path, wrong checkpoint, offline download) ends as one line on
 stderr and exit status 2; set KERAS_MODELS_DEBUG=1 to see the traceback instead.
@@ -16,21 +16,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 def _import_keras_quietly() -> None:
     """TensorFlow's C++ start-up chatter (absl, CUDA probes) goes to fd 2: hide it once."""
-    if "keras" in sys.modules or os.environ.get("KERAS_MODELS_DEBUG"):
+    if "keras" in sys.modules:
         return
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    from keras_models.files import quiet_stderr
+
+    with quiet_stderr():
         import keras
 
         if keras.backend.backend() == "tensorflow":  # device probing is where CUDA logs
             import tensorflow as tf
 
             tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 class CLIError(Exception):
@@ -125,6 +121,21 @@ def _cmd_predict(args) -> None:
             print(f"  {rank}. {name:<28} {score:.3f}")
 
 
+def _cmd_export(args) -> None:
+    from keras_models.export import export
+
+    export(weights=args.weights, model=args.model, labels=args.labels, formats=args.formats,
+           tflite_quant=args.tflite_quant, data=args.data, calibration=args.calibration,
+           calibration_images=args.calibration_images, eval_images=args.eval_images, image_size=args.image_size,
+           crop_pct=args.crop_pct, out=args.out, name=args.name)
+
+
+def _cmd_verify(args) -> None:
+    from keras_models.export import verify
+
+    verify(args.version_dir, weights=args.weights)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keras-models", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +165,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-pct", type=float, default=None, help="centre-crop fraction (default: the model's)")
     p.add_argument("--top", type=int, default=5)
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("export", help="SavedModel for TF Serving, TFLite for Android, ONNX; measured",
+                       description="Export a weights file as the next version of OUT/NAME, every format run on "
+                                   "the evaluation images and compared with the Keras model.")
+    p.add_argument("--weights", default="imagenet", help="a weights file (its run's config.yaml and labels.txt "
+                   "are read when beside it), imagenet or none")
+    p.add_argument("--model", help="registry name (default: from the run's config.yaml)")
+    p.add_argument("--labels", help="class names, one per line (default: labels.txt beside the weights)")
+    p.add_argument("--formats", default="saved_model,tflite", help="comma list of saved_model, tflite, onnx")
+    p.add_argument("--tflite-quant", default="float32", help="comma list of float32, float16, dynamic, int8")
+    p.add_argument("--data", help="evaluation data (default: the run's), e.g. digits, folder:PATH")
+    p.add_argument("--calibration", help="int8 calibration data, its training split (default: --data)")
+    p.add_argument("--calibration-images", type=int, default=200)
+    p.add_argument("--eval-images", type=int, default=500, help="validation images to measure on")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--crop-pct", type=float)
+    p.add_argument("--out", default="saved_models", help="model repository (TF Serving's model base path)")
+    p.add_argument("--name", help="model name in the repository (default: the registry name)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("verify", help="re-check an export version: serving contract, TFLite, ONNX vs Keras")
+    p.add_argument("version_dir", help="e.g. saved_models/rexnet_100/1")
+    p.add_argument("--weights", help="Keras weights to compare with (default: the model card's)")
+    p.set_defaults(func=_cmd_verify)
 
     from training.cli import add_subcommands
 

@@ -1,4 +1,4 @@
-"""Write-then-rename, so nothing half-written is ever seen at the final path."""
+"""Output hygiene: write-then-rename (nothing half-written at the final path), quiet C++ logs."""
 
 from __future__ import annotations
 
@@ -25,3 +25,22 @@ def atomic_output(target: Path, suffix: str = "") -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def quiet_stderr(enabled: bool = True) -> Iterator[None]:
+    """Hide what C++ code (TensorFlow start-up, the TFLite converter) writes to fd 2.
+
+    Set KERAS_MODELS_DEBUG=1 to see it.
+    """
+    if not enabled or os.environ.get("KERAS_MODELS_DEBUG"):
+        yield
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

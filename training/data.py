@@ -276,13 +276,16 @@ def random_resized_crop(image: tf.Tensor, size: int, scale: tuple[float, float],
 
 
 def center_crop(image: tf.Tensor, size: int, crop_pct: float, interpolation: str = "bilinear") -> tf.Tensor:
-    """Evaluation: short side to size/crop_pct (aspect kept), then the central size x size."""
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    """Evaluation: short side to size/crop_pct (aspect kept), then the central size x size.
+
+    Takes one HxWx3 image or an NxHxWx3 batch; the serving signatures run exactly this.
+    """
+    shape = tf.cast(tf.shape(image)[-3:-1], tf.float32)
     scale = (size / crop_pct) / tf.reduce_min(shape)
     new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
     image = tf.image.resize(image, new, method=interpolation, antialias=True)
     top, left = (new[0] - size) // 2, (new[1] - size) // 2
-    return tf.clip_by_value(image[top:top + size, left:left + size], 0.0, 255.0)
+    return tf.clip_by_value(image[..., top:top + size, left:left + size, :], 0.0, 255.0)
 
 
 def mix_batch(images: tf.Tensor, labels: tf.Tensor, mixup: float, cutmix: float, seed: tf.Tensor):

@@ -3,35 +3,68 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from training import data as data_lib
 from training.config import ConfigError, TrainConfig
 
 
-def evaluate(*, model: str | None = None, weights: str, data: str | None = None, image_size: int | None = None,
-             crop_pct: float | None = None, batch_size: int = 128, val_split: float | None = None,
-             seed: int | None = None, data_dir: str | None = None, verbose: bool = True) -> dict:
-    """Settings not given come from the run's `config.yaml` beside the weights, then the defaults,
-    so `eval --weights runs/x/best.weights.h5` scores exactly the split and transform training used."""
-    from keras_models.registry import create_model, get_entry
-    from training import data as data_lib
-    from training.trainer import evaluate_dataset, make_eval_step
+@dataclass
+class RunSettings:
+    """What a weights file was trained on, read from the run's `config.yaml` and overridable."""
 
-    run_config = Path(weights).expanduser().parent / "config.yaml"
-    run = TrainConfig.from_yaml(run_config) if run_config.is_file() else TrainConfig()
-    model = model or (run.model if run_config.is_file() else None)
+    model: str
+    source: data_lib.DataSource
+    pipeline: data_lib.Pipeline
+    run: TrainConfig | None  # the run's config, when there is one beside the weights
+
+    @property
+    def image_size(self) -> int:
+        return self.pipeline.image_size
+
+    @property
+    def crop_pct(self) -> float:
+        return self.pipeline.crop_pct
+
+
+def run_settings(weights: str | None, *, model: str | None = None, data: str | None = None,
+                 image_size: int | None = None, crop_pct: float | None = None, val_split: float | None = None,
+                 seed: int | None = None, data_dir: str | None = None) -> RunSettings:
+    """Settings not given come from the run's `config.yaml` beside the weights, then the defaults,
+    so `eval`/`export --weights runs/x/best.weights.h5` use exactly the split and transform training used."""
+    from keras_models.registry import get_entry
+
+    run_config = Path(weights).expanduser().parent / "config.yaml" if weights else None
+    run = TrainConfig.from_yaml(run_config) if run_config and run_config.is_file() else None
+    model = model or (run.model if run else None)
     if model is None:
         raise ConfigError("--model is needed (no config.yaml beside the weights to read it from)")
-    data = data or run.data
-    same_data = run_config.is_file() and data == run.data
-    seed = run.seed if seed is None else seed
-    val_split = run.val_split if val_split is None else val_split
-    source = data_lib.load(data, val_split=val_split, seed=seed, data_dir=data_dir or run.data_dir)
+    defaults = run or TrainConfig()
+    data = data or defaults.data
+    same_data = run is not None and data == run.data
+    seed = defaults.seed if seed is None else seed
+    val_split = defaults.val_split if val_split is None else val_split
+    source = data_lib.load(data, val_split=val_split, seed=seed, data_dir=data_dir or defaults.data_dir)
     entry = get_entry(model)
     image_size = image_size or (run.image_size if same_data else None) or source.defaults.get(
         "image_size", entry.spec().default_size)
     crop_pct = crop_pct or (run.crop_pct if same_data else None) or source.defaults.get("crop_pct", entry.crop_pct)
     pipeline = data_lib.Pipeline(image_size=image_size, crop_pct=crop_pct, interpolation=entry.interpolation)
+    return RunSettings(model, source, pipeline, run)
+
+
+def evaluate(*, model: str | None = None, weights: str, data: str | None = None, image_size: int | None = None,
+             crop_pct: float | None = None, batch_size: int = 128, val_split: float | None = None,
+             seed: int | None = None, data_dir: str | None = None, verbose: bool = True) -> dict:
+    """Top-1/top-5 of a weights file on a validation split (settings as `run_settings` resolves them)."""
+    from keras_models.registry import create_model
+    from training.trainer import evaluate_dataset, make_eval_step
+
+    settings = run_settings(weights, model=model, data=data, image_size=image_size, crop_pct=crop_pct,
+                            val_split=val_split, seed=seed, data_dir=data_dir)
+    model, source, pipeline = settings.model, settings.source, settings.pipeline
+    image_size, crop_pct = settings.image_size, settings.crop_pct
     net = create_model(model, weights=weights, num_classes=source.num_classes,
                        input_shape=(image_size, image_size, 3), classifier_activation=None)
 
