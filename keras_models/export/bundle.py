@@ -115,17 +115,22 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_formats(formats: Sequence[str], quantizations: Sequence[str]) -> None:
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ExportError(f"unknown format {', '.join(unknown) or '(none)'}; use {', '.join(FORMATS)}")
+    bad_quant = [q for q in quantizations if q not in lite.QUANTIZATIONS]
+    if bad_quant or ("tflite" in formats and not quantizations):
+        raise ExportError(f"unknown TFLite quantization {', '.join(bad_quant) or '(none)'}; "
+                          f"use {', '.join(lite.QUANTIZATIONS)}")
+
+
 def export_model(model: keras.Model, repository: str | Path, name: str, *, labels: Sequence[str],
                  images: Images, calibration: Sequence[np.ndarray] | None, crop_pct: float, interpolation: str,
                  formats: Sequence[str] = ("saved_model", "tflite"), quantizations: Sequence[str] = ("float32",),
                  card: dict | None = None, verbose: bool = True) -> tuple[Path, list[Row]]:
     """Write, measure and publish; returns the version folder and the report rows."""
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise ExportError(f"unknown format {', '.join(unknown) or '(none)'}; use {', '.join(FORMATS)}")
-    bad_quant = [q for q in quantizations if q not in lite.QUANTIZATIONS]
-    if bad_quant:
-        raise ExportError(f"unknown TFLite quantization {', '.join(bad_quant)}; use {', '.join(lite.QUANTIZATIONS)}")
+    check_formats(formats, quantizations)
     if "tflite" in formats and "int8" in quantizations and not calibration:
         raise ExportError("int8 needs calibration images: pass --calibration DATA (e.g. the training data)")
     # Without a SavedModel the folder must not look like a servable version to TF Serving.

@@ -54,6 +54,7 @@ def export(*, weights: str = "imagenet", model: str | None = None, labels: str |
 
     formats_list = [f.strip() for f in formats.split(",") if f.strip()]
     quants = [q.strip() for q in tflite_quant.split(",") if q.strip()]
+    bundle.check_formats(formats_list, quants)
     is_file = weights not in ("imagenet", "none")
     if is_file and not Path(weights).expanduser().is_file():
         raise ExportError(f"weights file {weights} does not exist")

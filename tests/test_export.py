@@ -1,0 +1,181 @@
+"""Deployment for real: a trained run exported to every format, its SavedModel served over REST and
+gRPC on 127.0.0.1 from a fresh process, its TFLite models run with ai_edge_litert."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import PHOTOS, run_cli
+
+FORMATS = ["--formats", "saved_model,tflite,onnx", "--tflite-quant", "float32,float16,dynamic,int8"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A real (short) training run on digits: weights, config.yaml, labels.txt, metrics.csv."""
+    out = tmp_path_factory.mktemp("export") / "run"
+    r = run_cli("train", "--model", "rexnet_100", "--data", "digits", "--epochs", "4", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory) -> tuple[Path, str]:
+    repo = tmp_path_factory.mktemp("repo") / "saved_models"
+    r = run_cli("export", "--weights", str(run / "best.weights.h5"), *FORMATS, "--eval-images", "120",
+                "--calibration-images", "60", "--out", str(repo))
+    assert r.returncode == 0, r.stderr
+    return repo, r.stdout
+
+
+def test_export_layout_report_and_metadata(run, exported):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    from keras_models.export.metadata import read_metadata
+
+    repo, stdout = exported
+    version = repo / "rexnet_100" / "1"
+    for name in ("saved_model.pb", "variables", "assets/labels.txt", "assets.extra/tf_serving_warmup_requests",
+                 "model_card.json", "export_report.md", "rexnet_100.onnx", "rexnet_100_float32.tflite",
+                 "rexnet_100_float16.tflite", "rexnet_100_dynamic.tflite", "rexnet_100_int8.tflite"):
+        assert (version / name).exists(), name
+    assert not [p for p in (repo / "rexnet_100").iterdir() if p.name.startswith(".")], "staging left behind"
+    labels = (run / "labels.txt").read_text().splitlines()
+    assert (version / "assets" / "labels.txt").read_text().splitlines() == labels
+
+    config = text_format.Parse((repo / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
+    assert [(c.name, c.base_path) for c in config.model_config_list.config] == [("rexnet_100", "/models/rexnet_100")]
+
+    card = json.loads((version / "model_card.json").read_text())
+    assert card["model"] == "rexnet_100" and card["num_classes"] == 10 and card["input"]["image_size"] == 32
+    assert card["training"]["epochs"] == 4 and card["data"] == "digits"
+    export = card["export"]
+    assert export["tflite float32"]["max_abs_diff"] <= 1e-4
+    assert export["saved_model"]["max_abs_diff"] <= 1e-5
+    assert export["onnx"]["max_abs_diff"] <= 1e-4
+    keras_acc = export["keras"]["accuracy"]
+    assert keras_acc > 50, "4 epochs on digits should be well above chance"
+    for fmt in ("saved_model", "onnx", "tflite float32", "tflite float16"):
+        assert export[fmt]["accuracy"] == pytest.approx(keras_acc, abs=0.6), fmt
+    # int8 is calibrated on real training images: it must stay close to float (the exact gap is reported).
+    assert export["tflite int8"]["agreement"] >= 90
+    assert export["tflite int8"]["size_bytes"] < export["tflite float32"]["size_bytes"] / 3
+
+    report = (version / "export_report.md").read_text()
+    assert report.strip() in stdout  # printed and saved
+    for fmt in ("keras", "saved_model", "onnx", "tflite float32", "tflite float16", "tflite dynamic", "tflite int8"):
+        assert f"| {fmt} |" in report
+
+    # Android: labels and normalisation inside the file, labels.txt a zip member as tflite-support packs it.
+    data = (version / "rexnet_100_int8.tflite").read_bytes()
+    meta = read_metadata(data)
+    assert meta["labels"] == labels and meta["image_size"] == (32, 32)
+    assert meta["mean"] == [0, 0, 0] and meta["std"] == [1, 1, 1] and meta["min_parser_version"] == "1.0.0"
+    with zipfile.ZipFile(version / "rexnet_100_int8.tflite") as zf:
+        assert zf.namelist() == ["labels.txt"]
+
+
+def test_verify_serves_rest_and_grpc_from_a_fresh_process(exported):
+    repo, _ = exported
+    r = run_cli("verify", str(repo / "rexnet_100" / "1"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    for check in ("signatures", "saved_model_cli show", "warm-up replay", "REST :predict on 127.0.0.1",
+                  "gRPC PredictionService on 127.0.0.1", "keras_models not imported", "saved_model vs Keras",
+                  "rexnet_100_int8.tflite builtin ops only", "rexnet_100_float32.tflite vs Keras",
+                  "rexnet_100.onnx vs Keras"):
+        assert f"ok   saved_model {check}" in r.stdout or f"ok   {check}" in r.stdout, check
+    assert "corrupt element -> 400 naming it" in r.stdout
+    assert "FAIL" not in r.stdout
+
+
+def test_verify_catches_a_wrong_model(exported, tmp_path):
+    """A float32 file that is really the dynamic-range one must fail the 1e-4 check."""
+    repo, _ = exported
+    version = repo / "rexnet_100" / "1"
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(version / "model_card.json", broken)
+    shutil.copy(version / "rexnet_100_dynamic.tflite", broken / "rexnet_100_float32.tflite")
+    r = run_cli("verify", str(broken))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "keras-models: error: 1 of 3 checks failed: rexnet_100_float32.tflite vs Keras"]
+
+
+def test_python_api_versions_and_serving_signatures(run, tmp_path):
+    import tensorflow as tf
+
+    import keras_models as km
+    from keras_models import export
+
+    model = km.create_model("rexnet_100", weights=str(run / "best.weights.h5"), num_classes=10,
+                            input_shape=(32, 32, 3))
+    labels = [f"digit {i}" for i in range(10)]
+    first = export.saved_model(model, tmp_path, "digits", labels=labels, crop_pct=1.0)
+    second = export.saved_model(model, tmp_path, "digits", labels=labels, crop_pct=1.0)
+    assert (first.name, second.name) == ("1", "2")
+    assert 'name: "digits"' in (tmp_path / "models.config").read_text()
+
+    loaded = tf.saved_model.load(str(second))
+    photo = (PHOTOS / "chelsea.jpg").read_bytes()  # any size: decoded, resized, cropped in-graph
+    out = loaded.signatures["serving_default"](image_bytes=tf.constant([photo, photo]))
+    assert out["probabilities"].shape == (2, 10) and out["labels"].shape == (2, 5)
+    assert out["labels"].numpy()[0, 0].decode() == labels[int(out["classes"][0, 0])]
+    pixels = tf.io.decode_jpeg(photo)[None]
+    same = loaded.signatures["serve_images_uint8"](images=pixels)["probabilities"]
+    np.testing.assert_allclose(same.numpy()[0], out["probabilities"].numpy()[0], atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes element\] \[1\]"):
+        loaded.signatures["serving_default"](image_bytes=tf.constant([photo, b"<html>not an image</html>"]))
+    assert loaded.signatures["serving_default"](image_bytes=tf.constant([photo]))["probabilities"].shape == (1, 10)
+
+
+def _flex_model():
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Resizing(8, 8, antialias=True)(inputs)  # ScaleAndTranslate: not a TFLite builtin
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x), name="flexy")
+
+
+def test_flex_ops_fail_loudly_and_nothing_is_published(tmp_path):
+    from keras_models.export import ExportError, tflite
+    from keras_models.export.bundle import export_model, prepare
+    from training.data import Pipeline
+
+    with pytest.raises(ExportError, match="outside the TFLite builtins \\(ScaleAndTranslate\\)"):
+        tflite(_flex_model(), tmp_path / "flexy.tflite")
+    assert not list(tmp_path.iterdir())
+
+    images = prepare([(PHOTOS / "coffee.jpg").read_bytes()], Pipeline(image_size=16, crop_pct=1.0))
+    with pytest.raises(ExportError, match="ScaleAndTranslate"):
+        export_model(_flex_model(), tmp_path / "repo", "flexy", labels=["a", "b", "c"], images=images,
+                     calibration=None, crop_pct=1.0, interpolation="bilinear", verbose=False)
+    assert [p.name for p in (tmp_path / "repo" / "flexy").iterdir()] == []  # no version, no staging
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from keras_models.cli import main
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\n")
+    cases = [
+        (["export", "--weights", str(tmp_path / "missing.weights.h5")], "weights file .* does not exist"),
+        (["export", "--model", "rexnet_100", "--weights", "none", "--formats", "pdf"], "unknown format pdf"),
+        (["export", "--model", "rexnet_100", "--weights", "none", "--labels", str(labels), "--formats", "tflite",
+          "--tflite-quant", "int8"], "int8 needs calibration images"),
+        (["export", "--model", "rexnet_100", "--weights", "none", "--labels", str(tmp_path / "nope.txt")],
+         "labels file .* does not exist"),
+        (["verify", str(tmp_path)], "is not a keras-models export"),
+    ]
+    for argv, pattern in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and re.search(pattern, err[0]), (argv, err)
