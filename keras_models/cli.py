@@ -79,23 +79,20 @@ def _cmd_convert(args) -> None:
 
 
 def load_image(path: str | Path, size: int, crop_pct: float, interpolation: str):
-    """Evaluation transform: resize the short side to size/crop_pct, centre-crop size x size."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    """The evaluation transform that `eval` and the serving signatures run (TensorFlow ops)."""
+    import tensorflow as tf
+
+    from training.data import center_crop
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise CLIError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise CLIError(f"cannot read image {path}: {str(e).splitlines()[0]}") from None
-    scale = size / crop_pct / min(im.size)
-    resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}[interpolation]
-    w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
-    im = im.resize((w, h), resample)
-    left, top = (w - size) // 2, (h - size) // 2
-    return np.asarray(im.crop((left, top, left + size, top + size)), dtype="float32")
+    try:
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    except tf.errors.InvalidArgumentError:
+        raise CLIError(f"cannot read image {path}: not a JPEG/PNG/GIF/BMP image") from None
+    return center_crop(tf.cast(image, tf.float32), size, crop_pct, interpolation).numpy()
 
 
 def _cmd_predict(args) -> None:
@@ -186,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("verify", help="re-check an export version: serving contract, TFLite, ONNX vs Keras")
-    p.add_argument("version_dir", help="e.g. saved_models/rexnet_100/1")
+    p.add_argument("version_dir", help="e.g. saved_models/rexnet_100/1 (or saved_models/rexnet_100: the latest)")
     p.add_argument("--weights", help="Keras weights to compare with (default: the model card's)")
     p.set_defaults(func=_cmd_verify)
 

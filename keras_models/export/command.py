@@ -143,6 +143,8 @@ def verify(version_dir: str | Path, *, weights: str | None = None, verbose: bool
     from training.data import Pipeline
 
     version_dir = Path(version_dir).expanduser()
+    if not (version_dir / serving.CARD_FILE).is_file() and serving.versions(version_dir):
+        version_dir = version_dir / str(serving.versions(version_dir)[-1])  # a model folder: its latest version
     card_path = version_dir / serving.CARD_FILE
     if not card_path.is_file():
         raise ExportError(f"{version_dir} is not a keras-models export (no {serving.CARD_FILE})")
@@ -214,4 +216,7 @@ def verify(version_dir: str | Path, *, weights: str | None = None, verbose: bool
         raise ExportError(f"{len(failed)} of {len(rows)} checks failed: {', '.join(failed)}")
     if verbose:
         print(f"all {len(rows)} checks passed")
+        report = version_dir / "export_report.md"
+        if report.is_file():
+            print("\n" + report.read_text())
     return rows
