@@ -26,7 +26,12 @@ _EXPORTS = {
 }
 
 
+_SUBMODULES = ("export",)  # TensorFlow-only: imported on first use, `km.export.saved_model(...)`
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"keras_models.{name}")
     if name not in _EXPORTS:
         raise AttributeError(f"module 'keras_models' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
@@ -35,7 +40,7 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_EXPORTS))
+    return sorted(list(globals()) + list(_EXPORTS) + list(_SUBMODULES))
 
 
 if TYPE_CHECKING:

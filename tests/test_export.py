@@ -113,8 +113,8 @@ def test_python_api_versions_and_serving_signatures(run, tmp_path):
     import tensorflow as tf
 
     import keras_models as km
-    from keras_models import export
 
+    export = km.export  # the documented spelling: km.export.saved_model(...)
     model = km.create_model("rexnet_100", weights=str(run / "best.weights.h5"), num_classes=10,
                             input_shape=(32, 32, 3))
     labels = [f"digit {i}" for i in range(10)]

@@ -143,25 +143,11 @@ def export_model(model: keras.Model, repository: str | Path, name: str, *, label
         rows = _write_and_measure(model, staging, name, labels, images, calibration, crop_pct, interpolation,
                                   formats, quantizations, card or {}, bar)
         bar.set_postfix_str("publishing")
-        version_dir = serving.publish(staging, model_dir) if "saved_model" in formats else _publish_plain(
-            staging, model_dir)
+        version_dir = serving.publish(staging, model_dir, servable="saved_model" in formats)
     finally:
         bar.close()
         shutil.rmtree(staging, ignore_errors=True)
     return version_dir, rows
-
-
-def _publish_plain(staging: Path, model_dir: Path) -> Path:
-    for _ in range(100):
-        target = model_dir / str((serving.versions(model_dir) or [0])[-1] + 1)
-        try:
-            os.rename(staging, target)
-            os.chmod(target, 0o755)
-            return target
-        except OSError:
-            if not target.exists():
-                raise
-    raise ExportError(f"could not find a free version number in {model_dir}")
 
 
 def _write_and_measure(model, staging, name, labels, images, calibration, crop_pct, interpolation,

@@ -150,12 +150,12 @@ def tflite(model: keras.Model, path: str | Path, quantization: str = "float32", 
     path = Path(path)
     if path.suffix != ".tflite":
         raise ExportError(f"{path} must end with .tflite")
-    flatbuffer = convert(model, quantization, calibration=calibration, batch_size=batch_size,
-                         saved_model_dir=saved_model_dir)
     classes = model.output_shape[-1]
     labels = list(labels) if labels is not None else [str(i) for i in range(classes)]
     if len(labels) != classes:
         raise ExportError(f"{len(labels)} labels for a model with {classes} outputs")
+    flatbuffer = convert(model, quantization, calibration=calibration, batch_size=batch_size,
+                         saved_model_dir=saved_model_dir)
     meta = ClassifierMetadata(
         name=name or model.name, version=version, image_size=image_size_of(model),
         description=f"{name or model.name} image classifier ({quantization}); input RGB 0-255, "

@@ -169,8 +169,11 @@ def staging_dir(model_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(dir=model_dir, prefix=".staging-"))
 
 
-def publish(staging: Path, model_dir: Path) -> Path:
-    """Rename a finished staging folder to the next version number; returns the version folder."""
+def publish(staging: Path, model_dir: Path, servable: bool = True) -> Path:
+    """Rename a finished staging folder to the next version number; returns the version folder.
+
+    `servable` versions (holding a SavedModel) are listed in the repository's models.config.
+    """
     for _ in range(100):  # another exporter may take a number first: rename fails, try the next
         target = model_dir / str((versions(model_dir) or [0])[-1] + 1)
         try:
@@ -180,7 +183,8 @@ def publish(staging: Path, model_dir: Path) -> Path:
                 continue
             raise
         os.chmod(target, 0o755 & ~_umask())  # mkdtemp made it 0700
-        write_models_config(model_dir.parent)
+        if servable:
+            write_models_config(model_dir.parent)
         return target
     raise RuntimeError(f"could not find a free version number in {model_dir}")
 

@@ -118,11 +118,11 @@ def replay_warmup(loaded, version_dir: Path) -> str:
 
 
 # --- REST: TF Serving's JSON API, served for real on 127.0.0.1 --------------------------------
-def _from_json(value, dtype):
+def _from_json(value):
     if isinstance(value, dict) and set(value) == {"b64"}:
         return base64.b64decode(value["b64"])
     if isinstance(value, list):
-        return [_from_json(v, dtype) for v in value]
+        return [_from_json(v) for v in value]
     return value
 
 
@@ -153,7 +153,7 @@ def rest_predict(loaded, body: dict) -> dict:
     else:
         inputs = body["inputs"]
         columns = inputs if isinstance(inputs, dict) else {next(iter(specs)): inputs}
-    tensors = {k: tf.constant(_from_json(v, specs[k].dtype), dtype=specs[k].dtype) for k, v in columns.items()}
+    tensors = {k: tf.constant(_from_json(v), dtype=specs[k].dtype) for k, v in columns.items()}
     out = {k: v.numpy() for k, v in fn(**tensors).items()}
     if "instances" in body:
         n = len(next(iter(out.values())))
