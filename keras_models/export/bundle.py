@@ -96,11 +96,18 @@ def median_ms(fn: Callable[[], object], budget_s: float = 3.0, max_runs: int = 5
     return statistics.median(times)
 
 
-def _compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None) -> tuple[float, float, float | None]:
+def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None = None
+            ) -> tuple[float, float, float | None]:
+    """(max |dp|, % top-1 agreement, % top-1 accuracy or None) of `probs` against the Keras `reference`."""
     diff = float(np.abs(probs - reference).max())
     agreement = float((probs.argmax(1) == reference.argmax(1)).mean() * 100)
     accuracy = None if labels is None else float((probs.argmax(1) == labels).mean() * 100)
     return diff, agreement, accuracy
+
+
+def batched(fn: Callable[[np.ndarray], np.ndarray], items, size: int = 64) -> np.ndarray:
+    """`fn` over `items` in chunks of `size`, outputs concatenated."""
+    return np.concatenate([fn(items[i:i + size]) for i in range(0, len(items), size)])
 
 
 def _dir_size(path: Path, exclude: Callable[[Path], bool] = lambda p: False) -> int:
@@ -153,34 +160,29 @@ def export_model(model: keras.Model, repository: str | Path, name: str, *, label
 def _write_and_measure(model, staging, name, labels, images, calibration, crop_pct, interpolation,
                        formats, quantizations, card, bar) -> list[Row]:
     probabilities = tf.function(lite.ensure_probabilities(model))
-    reference = np.concatenate([probabilities(tf.constant(images.pixels[i:i + 64])).numpy()
-                                for i in range(0, len(images.pixels), 64)])
+    reference = batched(lambda x: probabilities(tf.constant(x)).numpy(), images.pixels)
     one = tf.constant(images.pixels[:1])
-    _, _, accuracy = _compare(reference, reference, images.labels)
+    _, _, accuracy = compare(reference, reference, images.labels)
     weight_bytes = sum(int(np.prod(w.shape)) * 4 for w in model.weights)  # float32 weights
     rows = [Row("keras", "-", weight_bytes, median_ms(lambda: probabilities(one)), 0.0, 100.0, accuracy,
                 "reference (float32 weights)")]
     bar.update()
-    results = {}
     if "saved_model" in formats:
         bar.set_postfix_str("saved_model")
         serving.write_saved_model(model, staging, name=name, labels=labels, crop_pct=crop_pct,
                                   interpolation=interpolation, warmup_images=images.encoded[:8],
-                                  card={**card, "top_k": 5})
+                                  card=card)
         loaded = tf.saved_model.load(str(staging))
         fn = loaded.signatures["serving_default"]
-        probs = np.concatenate([fn(image_bytes=tf.constant(images.encoded[i:i + 64]))["probabilities"].numpy()
-                                for i in range(0, len(images.encoded), 64)])
+        probs = batched(lambda b: fn(image_bytes=tf.constant(b))["probabilities"].numpy(), images.encoded)
         first = tf.constant(images.encoded[:1])
         size = _dir_size(staging, lambda p: p.suffix in (".tflite", ".onnx") or p.name.endswith(".json"))
         rows.append(Row("saved_model", ".", size, median_ms(lambda: fn(image_bytes=first)),
-                        *_compare(probs, reference, images.labels), "image_bytes in (decode+resize+crop in-graph)"))
-        results["saved_model"] = rows[-1]
+                        *compare(probs, reference, images.labels), "image_bytes in (decode+resize+crop in-graph)"))
         bar.update()
     if "onnx" in formats:
         bar.set_postfix_str("onnx")
         rows.append(_onnx(model, staging / f"{name}.onnx", images, reference))
-        results["onnx"] = rows[-1]
         bar.update()
     if "tflite" in formats:
         with lite.inference_saved_model(model) as converter_input:
@@ -194,9 +196,9 @@ def _write_and_measure(model, staging, name, labels, images, calibration, crop_p
                 x1 = images.pixels[:1]
                 note = "uint8 in/out, XNNPACK" if q == "int8" else "XNNPACK"
                 rows.append(Row(f"tflite {q}", path.name, path.stat().st_size, median_ms(lambda: runner(x1)),
-                                *_compare(probs, reference, images.labels), note))
-                results[f"tflite {q}"] = rows[-1]
+                                *compare(probs, reference, images.labels), note))
                 bar.update()
+    results = {r.format: r for r in rows}
     for fmt, limit in TOLERANCE.items():  # a broken export is an error, not a row in a report
         if fmt in results and results[fmt].max_abs_diff > limit:
             raise ExportError(f"{fmt} differs from the Keras model by {results[fmt].max_abs_diff:.2g} "
@@ -235,13 +237,12 @@ def _onnx(model: keras.Model, path: Path, images: Images, reference: np.ndarray)
     options.intra_op_num_threads = os.cpu_count() or 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     key = session.get_inputs()[0].name
-    probs = np.concatenate([session.run(None, {key: images.pixels[i:i + 64]})[0]
-                            for i in range(0, len(images.pixels), 64)])
+    probs = batched(lambda x: session.run(None, {key: x})[0], images.pixels)
     if abs(float(probs[0].sum()) - 1) > 1e-3:  # the model ended in logits
         probs = tf.nn.softmax(probs).numpy()
     x1 = images.pixels[:1]
     return Row("onnx", path.name, path.stat().st_size, median_ms(lambda: session.run(None, {key: x1})),
-               *_compare(probs, reference, images.labels), "onnxruntime CPU")
+               *compare(probs, reference, images.labels), "onnxruntime CPU")
 
 
 def _fmt(value: float | None, spec: str) -> str:

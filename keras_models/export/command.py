@@ -196,9 +196,7 @@ def verify(version_dir: str | Path, *, weights: str | None = None, verbose: bool
                                        else meta["labels"]) and len(meta["labels"]) == card["num_classes"]
         add(f"{path.name} metadata", labels_ok and meta["image_size"] == (spec["image_size"],) * 2,
             f"{len(meta['labels'])} labels, {meta['image_size']} input, mean {meta['mean']} std {meta['std']}")
-        probs = lite.LiteModel(path)(images.pixels)
-        diff = float(np.abs(probs - reference).max())
-        agree = float((probs.argmax(1) == reference.argmax(1)).mean() * 100)
+        diff, agree, _ = bundle.compare(lite.LiteModel(path)(images.pixels), reference)
         if path.stem.endswith("_float32"):
             add(f"{path.name} vs Keras", diff <= bundle.TOLERANCE["tflite float32"],
                 f"max |dp| {diff:.1e} (limit {bundle.TOLERANCE['tflite float32']:g})")
