@@ -6,7 +6,11 @@ rules live here once. Pure Keras 3 (`keras.layers`, `keras.ops`): builds on TF a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from types import ModuleType
 
 import keras
 from keras import layers, ops
@@ -68,10 +72,43 @@ class PartialResidual(layers.Layer):
         return input_shapes[1]
 
 
-def _pad_conv(x, conv: layers.Layer, kernel: int, stride: int, style: NetStyle, name: str):
+@dataclass(frozen=True)
+class KerasAPI:
+    """The Keras the builders render with: Keras 3 here; `tf_keras` for tensorflow-model-optimization.
+
+    tfmot accepts only Keras 2 (`tf_keras`) models, so its twin of a network is rendered from the
+    very same spec by this same code, with `module` swapped; `partial_residual` is the one custom layer.
+    """
+
+    module: ModuleType
+    partial_residual: type
+
+
+_API: ContextVar[KerasAPI] = ContextVar("keras_api", default=KerasAPI(keras, PartialResidual))  # noqa: B039 (frozen)
+
+
+@contextmanager
+def keras_api(api: KerasAPI) -> Iterator[None]:
+    """Build models with another Keras-compatible API inside this block."""
+    token = _API.set(api)
+    try:
+        yield
+    finally:
+        _API.reset(token)
+
+
+def current_api() -> KerasAPI:
+    return _API.get()
+
+
+def _layers() -> ModuleType:
+    return _API.get().module.layers
+
+
+def _pad_conv(x, conv, kernel: int, stride: int, style: NetStyle, name: str):
     """Apply `conv` with the style's padding: symmetric stride-2 needs an explicit ZeroPadding2D."""
     if style.padding == "symmetric" and stride > 1:
-        x = layers.ZeroPadding2D(kernel // 2, name=name + "_pad")(x)
+        x = _layers().ZeroPadding2D(kernel // 2, name=name + "_pad")(x)
     return conv(x)
 
 
@@ -89,24 +126,24 @@ def conv_bn_act(
     conv_name, bn_name, act_name = names
     pad = "valid" if style.padding == "symmetric" and stride > 1 else "same"
     if depthwise:
-        conv = layers.DepthwiseConv2D(
+        conv = _layers().DepthwiseConv2D(
             kernel, stride, padding=pad, use_bias=False,
             depthwise_initializer=CONV_INIT, name=conv_name,
         )
     else:
-        conv = layers.Conv2D(
+        conv = _layers().Conv2D(
             filters, kernel, stride, padding=pad, use_bias=False,
             kernel_initializer=CONV_INIT, name=conv_name,
         )
     x = _pad_conv(x, conv, kernel, stride, style, conv_name)
     x = batch_norm(x, bn_name, style)
     if act:
-        x = layers.Activation(act, name=act_name)(x)
+        x = _layers().Activation(act, name=act_name)(x)
     return x
 
 
 def batch_norm(x, name: str, style: NetStyle):
-    return layers.BatchNormalization(
+    return _layers().BatchNormalization(
         axis=-1, momentum=style.bn_momentum, epsilon=style.bn_epsilon, name=name
     )(x)
 
@@ -114,27 +151,27 @@ def batch_norm(x, name: str, style: NetStyle):
 def squeeze_excite(x, spec: BlockSpec, style: NetStyle):
     """Global pool -> 1x1 reduce (bias) [-> BN] -> act -> 1x1 expand (bias) -> sigmoid -> scale."""
     p, channels = spec.name, x.shape[-1]
-    se = layers.GlobalAveragePooling2D(name=p + "se_squeeze")(x)
-    se = layers.Reshape((1, 1, channels), name=p + "se_reshape")(se)
+    se = _layers().GlobalAveragePooling2D(name=p + "se_squeeze")(x)
+    se = _layers().Reshape((1, 1, channels), name=p + "se_reshape")(se)
     reduce_act = None if spec.se_bn else spec.se_act
-    se = layers.Conv2D(
+    se = _layers().Conv2D(
         spec.se_ch, 1, padding="same", activation=reduce_act,
         kernel_initializer=CONV_INIT, name=p + "se_reduce",
     )(se)
     if spec.se_bn:
         se = batch_norm(se, p + "se_bn", style)
-        se = layers.Activation(spec.se_act, name=p + "se_activation")(se)
-    se = layers.Conv2D(
+        se = _layers().Activation(spec.se_act, name=p + "se_activation")(se)
+    se = _layers().Conv2D(
         channels, 1, padding="same", activation="sigmoid",
         kernel_initializer=CONV_INIT, name=p + "se_expand",
     )(se)
-    return layers.multiply([x, se], name=p + "se_excite")
+    return _layers().multiply([x, se], name=p + "se_excite")
 
 
 def stochastic_depth(x, rate: float, name: str):
     """Drop the whole residual branch per sample (keras.applications' `drop` layer)."""
     if rate > 0:
-        x = layers.Dropout(rate, noise_shape=(None, 1, 1, 1), name=name)(x)
+        x = _layers().Dropout(rate, noise_shape=(None, 1, 1, 1), name=name)(x)
     return x
 
 
@@ -169,13 +206,13 @@ def inverted_residual(inputs, spec: BlockSpec, style: NetStyle):
         if spec.se_ch:
             x = squeeze_excite(x, spec, style)
         if spec.act_after_se:
-            x = layers.Activation(spec.dw_act, name=p + "activation")(x)
+            x = _layers().Activation(spec.dw_act, name=p + "activation")(x)
         x = conv_bn_act(x, spec.out_ch, 1, 1, None, (p + "project_conv", p + "project_bn", ""), style)
 
     if spec.residual == "add":
         x = stochastic_depth(x, spec.drop_rate, p + "drop")
-        x = layers.add([x, inputs], name=p + "add")
+        x = _layers().add([x, inputs], name=p + "add")
     elif spec.residual == "partial":
         x = stochastic_depth(x, spec.drop_rate, p + "drop")
-        x = PartialResidual(name=p + "add")([inputs, x])
+        x = _API.get().partial_residual(name=p + "add")([inputs, x])
     return x

@@ -15,6 +15,7 @@ from keras_models.layers import (
     NetStyle,
     batch_norm,
     conv_bn_act,
+    current_api,
     inverted_residual,
 )
 
@@ -53,9 +54,10 @@ def stage_letter(index: int) -> str:
 
 def preprocessing_layer(net: NetSpec) -> layers.Layer:
     """[0, 255] RGB -> normalised input, with constants (no weights, never the variance bug)."""
+    K = current_api().module
     scale = [1.0 / (255.0 * s) for s in net.std]
     offset = [-m / s for m, s in zip(net.mean, net.std)]
-    return layers.Rescaling(scale=scale, offset=offset, name="preprocessing")
+    return K.layers.Rescaling(scale=scale, offset=offset, name="preprocessing")
 
 
 def build(
@@ -71,7 +73,11 @@ def build(
     features_only: bool = False,
     name: str | None = None,
 ) -> keras.Model:
-    """Render a NetSpec into a functional Keras model (keras.applications-compatible options)."""
+    """Render a NetSpec into a functional Keras model (keras.applications-compatible options).
+
+    Renders with Keras 3 unless inside `keras_models.layers.keras_api(...)` (tfmot's tf_keras twin).
+    """
+    K = current_api().module
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
     if input_shape is None:
@@ -82,11 +88,11 @@ def build(
         if side is not None and side < 32:
             raise ValueError(f"input_shape sides must be >= 32, got {input_shape}")
     if input_tensor is None:
-        inputs = layers.Input(shape=input_shape, name="input_layer")
-    elif keras.backend.is_keras_tensor(input_tensor):
+        inputs = K.layers.Input(shape=input_shape, name="input_layer")
+    elif K.backend.is_keras_tensor(input_tensor):
         inputs = input_tensor
     else:
-        inputs = layers.Input(tensor=input_tensor, shape=input_shape, name="input_layer")
+        inputs = K.layers.Input(tensor=input_tensor, shape=input_shape, name="input_layer")
 
     x = inputs
     if include_preprocessing:
@@ -97,35 +103,41 @@ def build(
     name = name or net.name
 
     if features_only:
-        trunk = keras.Model(_source_inputs(inputs, input_tensor), x, name=name)
+        trunk = K.Model(_source_inputs(inputs, input_tensor), x, name=name)
         return feature_extractor(trunk)
 
     x = conv_bn_act(x, net.head_ch, 1, 1, net.act, ("top_conv", "top_bn", "top_activation"), net.style)
     if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = K.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         if net.head_hidden:
-            x = layers.Dense(net.head_hidden, kernel_initializer=DENSE_INIT, name="head_hidden")(x)
+            x = K.layers.Dense(net.head_hidden, kernel_initializer=DENSE_INIT, name="head_hidden")(x)
             x = batch_norm(x, "head_hidden_bn", net.style)
-            x = layers.Activation(net.head_hidden_act, name="head_hidden_activation")(x)
+            x = K.layers.Activation(net.head_hidden_act, name="head_hidden_activation")(x)
         if net.dropout > 0:
-            x = layers.Dropout(net.dropout, name="top_dropout")(x)
-        x = layers.Dense(
+            x = K.layers.Dropout(net.dropout, name="top_dropout")(x)
+        x = K.layers.Dense(
             num_classes, activation=classifier_activation,
             kernel_initializer=DENSE_INIT, bias_initializer="zeros", name="predictions",
             # Under a mixed policy the logits (and softmax) stay float32, as the Keras guide advises.
-            dtype="float32" if keras.config.dtype_policy().name.startswith("mixed") else None,
+            dtype="float32" if _mixed_policy(K) else None,
         )(x)
     elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = K.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return keras.Model(_source_inputs(inputs, input_tensor), x, name=name)
+        x = K.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return K.Model(_source_inputs(inputs, input_tensor), x, name=name)
+
+
+def _mixed_policy(K) -> bool:
+    policy = K.config.dtype_policy() if hasattr(K, "config") else K.mixed_precision.global_policy()
+    return policy.name.startswith("mixed")
 
 
 def _source_inputs(inputs, input_tensor):
     """Like keras.applications: a user's input tensor may have predecessors of its own."""
-    if input_tensor is not None and keras.backend.is_keras_tensor(input_tensor):
-        return keras.utils.get_source_inputs(input_tensor)
+    K = current_api().module
+    if input_tensor is not None and K.backend.is_keras_tensor(input_tensor):
+        return K.utils.get_source_inputs(input_tensor)
     return inputs
 
 
