@@ -1,4 +1,4 @@
-"""`keras-models` command line: list, info, convert, predict, export, verify, train, eval.
+"""`keras-models` command line: list, info, convert, predict, export, verify, train, eval, optimize.
 
 Every expected failure (bad path, wrong checkpoint, offline download) ends as one line on
 stderr and exit status 2; set KERAS_MODELS_DEBUG=1 to see the traceback instead.

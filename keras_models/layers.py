@@ -61,12 +61,15 @@ class BlockSpec:
 
 @keras.saving.register_keras_serializable(package="keras_models")
 class PartialResidual(layers.Layer):
-    """ReXNet shortcut: `out[..., :c] += shortcut`, other channels pass through (no parameters)."""
+    """ReXNet shortcut: `out[..., :c] += shortcut`, other channels pass through (no parameters).
+
+    Written as `x + zero-padded shortcut` (exactly equal in float): one PAD and one ADD, which
+    int8 TFLite runs at a single scale, where slice + add + concat needs requantizing.
+    """
 
     def call(self, inputs):
         shortcut, x = inputs
-        c = shortcut.shape[-1]
-        return ops.concatenate([x[..., :c] + shortcut, x[..., c:]], axis=-1)
+        return x + ops.pad(shortcut, [[0, 0]] * 3 + [[0, x.shape[-1] - shortcut.shape[-1]]])
 
     def compute_output_shape(self, input_shapes):
         return input_shapes[1]

@@ -24,6 +24,16 @@ def fixtures() -> Path:
     return FIXTURES
 
 
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    """A real (short) training run on digits, shared by the export and optimize tests:
+    best.weights.h5, config.yaml, labels.txt, metrics.csv."""
+    out = tmp_path_factory.mktemp("digits") / "run"
+    r = run_cli("train", "--model", "rexnet_100", "--data", "digits", "--epochs", "4", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
 def load_fixture(fixtures: Path, stem: str):
     data = np.load(fixtures / f"{stem}.npz")
     return data["x"], data["logits"]

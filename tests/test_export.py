@@ -17,12 +17,8 @@ FORMATS = ["--formats", "saved_model,tflite,onnx", "--tflite-quant", "float32,fl
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A real (short) training run on digits: weights, config.yaml, labels.txt, metrics.csv."""
-    out = tmp_path_factory.mktemp("export") / "run"
-    r = run_cli("train", "--model", "rexnet_100", "--data", "digits", "--epochs", "4", "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    return out
+def run(digits_run) -> Path:
+    return digits_run
 
 
 @pytest.fixture(scope="module")

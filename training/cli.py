@@ -1,4 +1,4 @@
-"""`keras-models train|eval` (also `python -m training train|eval`).
+"""`keras-models train|eval|optimize` (also `python -m training ...`).
 
 Every `TrainConfig` field is a flag (`image_size` -> `--image-size`), generated from the
 dataclass so the two never drift; flags override `--config recipe.yaml`, which overrides the
@@ -80,6 +80,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
              data_dir=args.data_dir)
 
 
+def cmd_optimize(args: argparse.Namespace) -> None:
+    from training.optimize import optimize
+
+    optimize(method=args.method, weights=args.weights, out=args.out, model=args.model, data=args.data,
+             image_size=args.image_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+             batch_size=args.batch_size, lr=args.lr,
+             sparsity=args.sparsity, clusters=args.clusters, eval_images=args.eval_images,
+             calibration_images=args.calibration_images)
+
+
 def add_subcommands(sub) -> None:
     """Register `train` and `eval` on an argparse subparsers object."""
     p = sub.add_parser("train", help="train a model (tf.distribute, resumable); see `train --help`")
@@ -97,6 +107,28 @@ def add_subcommands(sub) -> None:
     p.add_argument("--val-split", type=float)
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_eval)
+
+    from training.optimize import METHODS
+
+    p = sub.add_parser("optimize", help="QAT, pruning, clustering (tensorflow-model-optimization) of a trained run",
+                       description="Fine-tune a trained run with tfmot (in a child process), convert to TFLite and "
+                                   "measure accuracy, size, gzip size and latency against the source weights.")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--weights", required=True, help="a run's weights, e.g. runs/digits/best.weights.h5")
+    p.add_argument("--out", required=True, help="new run directory for the optimized weights, TFLite and report")
+    p.add_argument("--model", help="default: from config.yaml beside the weights")
+    p.add_argument("--data", help="default: the run's data")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (per phase for prune+qat)")
+    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training split")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, help="peak SGD LR, cosine to 0 (default: 1e-3 for qat, 5e-3 otherwise, "
+                   "at batch 64)")
+    p.add_argument("--sparsity", type=float, default=0.5, help="prune: final fraction of zero weights")
+    p.add_argument("--clusters", type=int, default=16, help="cluster: distinct values per kernel")
+    p.add_argument("--eval-images", type=int, default=0, help="validation images to measure on (0 = all)")
+    p.add_argument("--calibration-images", type=int, default=200)
+    p.set_defaults(func=cmd_optimize)
 
 
 def main(argv: list[str] | None = None) -> int:

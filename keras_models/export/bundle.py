@@ -135,8 +135,13 @@ def check_formats(formats: Sequence[str], quantizations: Sequence[str]) -> None:
 def export_model(model: keras.Model, repository: str | Path, name: str, *, labels: Sequence[str],
                  images: Images, calibration: Sequence[np.ndarray] | None, crop_pct: float, interpolation: str,
                  formats: Sequence[str] = ("saved_model", "tflite"), quantizations: Sequence[str] = ("float32",),
-                 card: dict | None = None, verbose: bool = True) -> tuple[Path, list[Row]]:
-    """Write, measure and publish; returns the version folder and the report rows."""
+                 card: dict | None = None, verbose: bool = True,
+                 int8_saved_model: str | Path | None = None) -> tuple[Path, list[Row]]:
+    """Write, measure and publish; returns the version folder and the report rows.
+
+    `int8_saved_model`: a quantization-aware-trained SavedModel of the same weights (`keras-models
+    optimize`) to convert int8 from, instead of calibrating the float model.
+    """
     check_formats(formats, quantizations)
     if "tflite" in formats and "int8" in quantizations and not calibration:
         raise ExportError("int8 needs calibration images: pass --calibration DATA (e.g. the training data)")
@@ -148,7 +153,7 @@ def export_model(model: keras.Model, repository: str | Path, name: str, *, label
     staging = serving.staging_dir(model_dir)
     try:
         rows = _write_and_measure(model, staging, name, labels, images, calibration, crop_pct, interpolation,
-                                  formats, quantizations, card or {}, bar)
+                                  formats, quantizations, card or {}, bar, int8_saved_model)
         bar.set_postfix_str("publishing")
         version_dir = serving.publish(staging, model_dir, servable="saved_model" in formats)
     finally:
@@ -158,7 +163,7 @@ def export_model(model: keras.Model, repository: str | Path, name: str, *, label
 
 
 def _write_and_measure(model, staging, name, labels, images, calibration, crop_pct, interpolation,
-                       formats, quantizations, card, bar) -> list[Row]:
+                       formats, quantizations, card, bar, int8_saved_model=None) -> list[Row]:
     probabilities = tf.function(lite.ensure_probabilities(model))
     reference = batched(lambda x: probabilities(tf.constant(x)).numpy(), images.pixels)
     one = tf.constant(images.pixels[:1])
@@ -189,12 +194,14 @@ def _write_and_measure(model, staging, name, labels, images, calibration, crop_p
             for q in quantizations:
                 bar.set_postfix_str(f"tflite {q}")
                 path = staging / f"{name}_{q}.tflite"
+                qat = q == "int8" and int8_saved_model is not None
                 lite.tflite(model, path, q, labels=labels, calibration=calibration, name=name,
-                            saved_model_dir=converter_input)
+                            saved_model_dir=str(int8_saved_model) if qat else converter_input)
                 runner = lite.LiteModel(path)
                 probs = runner(images.pixels)
                 x1 = images.pixels[:1]
                 note = "uint8 in/out, XNNPACK" if q == "int8" else "XNNPACK"
+                note += ", quantization-aware trained" if qat else ""
                 rows.append(Row(f"tflite {q}", path.name, path.stat().st_size, median_ms(lambda: runner(x1)),
                                 *compare(probs, reference, images.labels), note))
                 bar.update()

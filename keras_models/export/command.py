@@ -16,6 +16,8 @@ from keras_models.export import bundle, lite, serving
 from keras_models.export.lite import ExportError
 from keras_models.export.metadata import read_metadata
 
+QAT_SAVED_MODEL = "qat_saved_model"  # written by `keras-models optimize` beside its weights
+
 
 def read_labels(path: str | Path) -> list[str]:
     path = Path(path).expanduser()
@@ -112,9 +114,15 @@ def export(*, weights: str = "imagenet", model: str | None = None, labels: str |
         card["weights_sha256"] = bundle.sha256(Path(weights).expanduser())
         if metrics := _training_metrics(Path(weights).expanduser()):
             card["training"] = metrics
+    # A `keras-models optimize --method qat|prune+qat` run: int8 keeps the ranges QAT learned.
+    qat_dir = run_dir / QAT_SAVED_MODEL if run_dir is not None else None
+    qat_dir = qat_dir if qat_dir is not None and qat_dir.is_dir() else None
+    if qat_dir is not None and "int8" in quants:
+        card["int8"] = "quantization-aware training (keras-models optimize); ranges from the QAT model"
     version_dir, rows = bundle.export_model(
         net, out, name or model, labels=class_names, images=images, calibration=calib, crop_pct=pipeline.crop_pct,
-        interpolation=entry.interpolation, formats=formats_list, quantizations=quants, card=card, verbose=verbose)
+        interpolation=entry.interpolation, formats=formats_list, quantizations=quants, card=card, verbose=verbose,
+        int8_saved_model=qat_dir)
     if verbose:
         print((version_dir / "export_report.md").read_text())
         print(f"wrote {version_dir}")

@@ -1,0 +1,93 @@
+"""tensorflow-model-optimization for real: QAT, pruning and clustering of every family through the
+tf_keras twin, and `keras-models optimize` on a trained digits run, its TFLite files run with LiteRT."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_cli
+
+FAMILIES = ["rexnet_100", "rexnet_lite_100", "efficientnet_b0", "efficientnet_lite0",
+            "efficientnetv2_b0"]
+
+
+def test_every_family_has_an_exact_tf_keras_twin_that_tfmot_accepts():
+    """SE Multiply, Rescaling and ReXNet's partial residual are what stock tfmot refuses."""
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "tfmot_families.py"), *FAMILIES],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = {row["name"]: row for row in map(json.loads, r.stdout.strip().splitlines())}
+    assert sorted(results) == sorted(FAMILIES)
+    for name, row in results.items():
+        assert row["twin_layers"] == row["layers"], name
+        assert row["twin_diff"] < 1e-4, (name, row["twin_diff"])
+        assert row["qat_finite"] and row["qat_shape"] == [4, 10], name
+        assert row["roundtrip_diff"] == 0.0, name  # weights out of the QAT wrappers, untouched
+        assert row["pruned_layers"] > 10, name
+        assert 2 <= row["cluster_values"] <= 16, name
+
+
+def _optimize(run: Path, out: Path, *args: str) -> dict:
+    r = run_cli("optimize", "--weights", str(run / "best.weights.h5"), "--out", str(out), "--epochs", "1",
+                "--steps-per-epoch", "4", "--eval-images", "120", "--calibration-images", "50", *args,
+                timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "optimize_report.md").read_text() in r.stdout
+    return json.loads((out / "optimize.json").read_text())
+
+
+def test_prune_then_qat_then_export_keeps_zeros_and_learned_ranges(digits_run, tmp_path):
+    """One real run through every stage: pruning, strip, sparsity-preserving QAT, int8 from the QAT
+    ranges, weights back in Keras 3, and `export` of the result converting from the QAT model."""
+    import keras_models as km
+    from keras_models.export import LiteModel
+
+    out = tmp_path / "pqat"
+    result = _optimize(digits_run, out, "--method", "prune+qat", "--sparsity", "0.5")
+    assert result["sparsity"] == pytest.approx(0.5, abs=0.02)  # still sparse after QAT moved the weights
+    rows = {row["name"]: row for row in result["rows"]}
+    assert set(rows) == {"float32 (source weights)", "int8 post-training (source weights)", "prune+qat (int8)"}
+    dense, ours = rows["float32 (source weights)"], rows["prune+qat (int8)"]
+    assert ours["quantization"] == "int8" and ours["size_bytes"] < dense["size_bytes"] / 3
+    assert ours["gzip_bytes"] < rows["int8 post-training (source weights)"]["gzip_bytes"] / 1.2  # zeros compress
+    assert ours["accuracy"] > 30  # 4 steps from the ramp's start: a smoke bound, not a quality claim
+    assert not list(tmp_path.glob(".pqat.partial-*"))
+    assert (out / "config.yaml").is_file() and (out / "labels.txt").is_file()
+    model = km.create_model("rexnet_100", weights=str(out / "best.weights.h5"), num_classes=10,
+                            input_shape=(32, 32, 3))
+    assert (model.get_layer("top_conv").kernel.numpy() == 0).mean() == pytest.approx(0.5, abs=0.01)
+
+    repo = tmp_path / "saved_models"
+    r = run_cli("export", "--weights", str(out / "best.weights.h5"), "--formats", "tflite",
+                "--tflite-quant", "int8", "--eval-images", "60", "--calibration-images", "20", "--out", str(repo))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "quantization-aware trained" in r.stdout
+    exported = next((repo / "rexnet_100" / "lite").glob("*/rexnet_100_int8.tflite"))
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    # Converted from the same QAT SavedModel: the very same int8 model, not a re-calibration.
+    np.testing.assert_array_equal(LiteModel(exported)(x), LiteModel(out / "rexnet_100_prune_qat.tflite")(x))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--method", "prune", "--sparsity", "1.5"], "--sparsity must be between 0 and 1"),
+    (["--method", "cluster", "--clusters", "1"], "--clusters must be 2-256"),
+    (["--method", "qat", "--epochs", "0"], "must be at least 1"),
+])
+def test_bad_options_are_one_line(tmp_path, args, message):
+    (tmp_path / "w.weights.h5").write_bytes(b"checked before TensorFlow starts")
+    r = run_cli("optimize", "--weights", str(tmp_path / "w.weights.h5"), "--out", str(tmp_path / "o"), *args)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_weights_and_existing_out_are_one_line(tmp_path):
+    r = run_cli("optimize", "--method", "qat", "--weights", str(tmp_path / "nope.weights.h5"), "--out", str(tmp_path))
+    assert r.returncode == 2 and "not found" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "w.weights.h5").write_bytes(b"x")
+    r = run_cli("optimize", "--method", "qat", "--weights", str(tmp_path / "w.weights.h5"), "--out", str(tmp_path))
+    assert r.returncode == 2 and "already exists" in r.stderr

@@ -1,0 +1,39 @@
+"""Run in its own process by test_optimize (importing tfmot switches tf.keras to Keras 2 for good):
+for each registry name given, render the tf_keras twin, compare it with the Keras 3 model, and apply
+every tfmot method. Prints one JSON line per model."""
+
+import json
+import sys
+
+import keras
+import numpy as np
+from conftest import randomize
+
+from keras_models.registry import create_model, get_entry
+from training.optimize import methods as M
+from training.optimize.twin import build_twin, copy_weights
+
+for name in sys.argv[1:]:
+    keras.utils.set_random_seed(0)
+    options = {"input_shape": (32, 32, 3), "num_classes": 10, "classifier_activation": None}
+    model = create_model(name, **options)
+    randomize(model)  # well-conditioned weights and BN statistics, so outputs compare meaningfully
+    twin = build_twin(get_entry(name).spec(), **options)
+    copy_weights(model, twin)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    ref = np.asarray(model(x, training=False))
+    twin_diff = float(np.abs(twin(x, training=False).numpy() - ref).max())
+    qat = M.apply_qat(twin)
+    qat_out = qat(x, training=False).numpy()
+    again = create_model(name, **options)  # weights back out of the QAT wrappers, to Keras 3
+    copy_weights(qat, again)
+    pruned, _ = M.apply_pruning(build_twin(get_entry(name).spec(), **options), 0.5, steps=10)
+    clustered = M.strip(M.apply_clustering(twin, 16))  # wraps (and then rewrites) the twin's own layers
+    print(json.dumps({
+        "name": name, "layers": len(model.layers), "twin_layers": len(twin.layers),
+        "twin_diff": twin_diff,
+        "qat_finite": bool(np.isfinite(qat_out).all()), "qat_shape": list(qat_out.shape),
+        "roundtrip_diff": float(np.abs(np.asarray(again(x, training=False)) - ref).max()),
+        "pruned_layers": sum(type(layer).__name__ == "PruneLowMagnitude" for layer in pruned.layers),
+        "cluster_values": M.unique_values(clustered),
+    }), flush=True)

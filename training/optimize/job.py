@@ -1,0 +1,221 @@
+"""One optimize run, in its own process: fine-tune a tf_keras twin with tfmot, convert, measure.
+
+Outputs (in `--out`, published by renaming a staging folder once everything is measured):
+`best.weights.h5` (Keras 3, the optimized float weights), `config.yaml` and `labels.txt`
+(so `eval` and `export` read the run like any other), `<model>_<method>.tflite`,
+`qat_saved_model/` for the QAT methods (`export --tflite-quant int8` converts from it, keeping
+the learned ranges), `optimize_report.md` and `optimize.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+import yaml
+
+from keras_models.export import bundle, lite
+from keras_models.export.command import QAT_SAVED_MODEL
+from keras_models.registry import create_model, get_entry
+from training.evaluate import run_settings
+from training.optimize import OptimizeError, OptimizeOptions
+from training.optimize import methods as M
+from training.optimize.twin import build_twin, copy_weights
+
+
+@dataclasses.dataclass
+class Result:
+    """One row of the report: a TFLite model measured on the validation images."""
+
+    name: str
+    file: str
+    quantization: str
+    accuracy: float
+    size_bytes: int
+    gzip_bytes: int
+    latency_ms: float
+    note: str = ""
+
+
+def run(opts: OptimizeOptions) -> dict:
+    started = time.perf_counter()
+    settings = run_settings(opts.weights, model=opts.model, data=opts.data, image_size=opts.image_size)
+    source, pipeline, run_cfg = settings.source, settings.pipeline, settings.run
+    if run_cfg is not None:  # fine-tune with the run's own augmentation
+        pipeline = dataclasses.replace(pipeline, crop_scale=tuple(run_cfg.crop_scale), hflip=run_cfg.hflip)
+    entry, size, classes = get_entry(settings.model), settings.image_size, source.num_classes
+    build_options = {"input_shape": (size, size, 3), "num_classes": classes, "classifier_activation": None}
+    model = create_model(settings.model, weights=opts.weights, **build_options)
+    twin = build_twin(entry.spec(), **build_options)
+    copy_weights(model, twin)
+    _check_twin(model, twin, size)
+
+    encoded, labels = bundle.encoded_images(source, "val", opts.eval_images or source.num_val)
+    images = bundle.prepare(encoded, pipeline, labels)
+    calib_encoded, _ = bundle.encoded_images(source, "train", opts.calibration_images)
+    calibration = list(bundle.prepare(calib_encoded, pipeline).pixels)
+    steps = opts.steps_per_epoch or max(1, source.num_train // opts.batch_size)
+    train = pipeline.train_dataset(source, opts.batch_size)
+
+    def one_hot(x, y):
+        return x, tf.one_hot(y, classes)
+
+    val = pipeline.eval_dataset(source, 128).map(one_hot)
+    label_smoothing = run_cfg.label_smoothing if run_cfg and run_cfg.label_smoothing is not None else 0.1
+
+    def fine_tune(net: tf_keras.Model, phase: str, callbacks=(), ema: bool = False) -> dict:
+        print(f"{phase}: {opts.epochs} epochs x {steps} steps, lr {opts.lr} (cosine), batch {opts.batch_size}")
+        schedule = tf_keras.optimizers.schedules.CosineDecay(opts.lr, opts.epochs * steps)
+        # Weight EMA (as the source run's best.weights.h5 had) only for plain QAT: fit() swaps the
+        # averages in at the end, which would refill pruned zeros and blur cluster assignments.
+        sgd = tf_keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, use_ema=ema, ema_momentum=0.99)
+        net.compile(optimizer=sgd,
+                    loss=tf_keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
+                    metrics=[tf_keras.metrics.CategoricalAccuracy(name="top1")])
+        history = net.fit(train, epochs=opts.epochs, steps_per_epoch=steps, validation_data=val,
+                          callbacks=list(callbacks), verbose=opts.verbose)
+        return {k: [round(float(v), 5) for v in vals] for k, vals in history.history.items()}
+
+    out = Path(opts.out)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        rows = [_measure("float32 (source weights)", lite.tflite(model, staging / "source_float32.tflite", "float32",
+                                                                  labels=source.class_names), images),
+                _measure("int8 post-training (source weights)",
+                         lite.tflite(model, staging / "source_int8.tflite", "int8", labels=source.class_names,
+                                     calibration=calibration), images)]
+        history, info = {}, {}
+        optimized = twin
+        if opts.method in ("prune", "prune+qat"):
+            pruned, callbacks = M.apply_pruning(optimized, opts.sparsity, opts.epochs * steps)
+            history["prune"] = fine_tune(pruned, f"pruning to {opts.sparsity:.0%} sparsity", callbacks)
+            optimized = M.strip(pruned)
+            info["sparsity"] = round(M.sparsity_of(optimized), 4)
+        if opts.method == "cluster":
+            clustered = M.apply_clustering(optimized, opts.clusters)
+            history["cluster"] = fine_tune(clustered, f"clustering to {opts.clusters} values per kernel")
+            optimized = M.strip(clustered)
+            info["unique_values_per_kernel"] = M.unique_values(optimized)
+        if opts.method in ("qat", "prune+qat"):
+            qat = M.apply_qat(optimized, preserve_sparsity=opts.method == "prune+qat")
+            history["qat"] = fine_tune(qat, "quantization-aware training", ema=opts.method == "qat")
+            optimized = qat
+            if opts.method == "prune+qat":
+                info["sparsity"] = round(M.sparsity_of(qat), 4)
+
+        copy_weights(optimized, model)  # the float weights, for eval/export like any run
+        model.save_weights(staging / "best.weights.h5")
+        keras_top1 = _keras_top1(optimized, images)
+        tag = opts.method.replace("+", "_")
+        path = staging / f"{settings.model}_{tag}.tflite"
+        if opts.method in ("qat", "prune+qat"):
+            _write_qat_saved_model(optimized, size, staging / QAT_SAVED_MODEL)
+            lite.tflite(model, path, "int8", labels=source.class_names, calibration=calibration,
+                        name=settings.model, saved_model_dir=str(staging / QAT_SAVED_MODEL))
+        else:
+            lite.tflite(model, path, "float32", labels=source.class_names, name=settings.model)
+        note = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info.items())
+        rows.append(_measure(f"{opts.method} ({'int8' if 'qat' in opts.method else 'float32'})", path, images, note))
+        if opts.method in ("prune", "cluster"):  # the compressed weights also survive post-training int8
+            int8 = lite.tflite(model, staging / f"{settings.model}_{tag}_int8.tflite", "int8",
+                               labels=source.class_names, calibration=calibration, name=settings.model)
+            rows.append(_measure(f"{opts.method} + int8 post-training", int8, images, note))
+
+        _write_run_files(staging, opts, settings, source.class_names)
+        result = {"model": settings.model, "method": opts.method, "weights": str(opts.weights),
+                  "data": source.name, "image_size": size, "epochs": opts.epochs, "lr": opts.lr,
+                  "batch_size": opts.batch_size, "sparsity": opts.sparsity if "prune" in opts.method else None,
+                  "clusters": opts.clusters if opts.method == "cluster" else None, "eval_images": len(images.pixels),
+                  "keras_top1": keras_top1, **info, "history": history,
+                  "rows": [dataclasses.asdict(r) for r in rows], "seconds": round(time.perf_counter() - started, 1)}
+        report = render_report(result)
+        (staging / "optimize_report.md").write_text(report)
+        (staging / "optimize.json").write_text(json.dumps(result, indent=2) + "\n")
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if opts.verbose:
+        print(report)
+        print(f"wrote {out}/ (best.weights.h5, {path.name}, optimize_report.md)")
+    return result
+
+
+def _check_twin(model, twin, size: int) -> None:
+    x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    diff = float(np.abs(np.asarray(model(x, training=False)) - twin(x, training=False).numpy()).max())
+    if diff > 1e-3:
+        raise OptimizeError(f"the tf_keras twin of {model.name} differs from the Keras 3 model by {diff:.3g}")
+
+
+def _keras_top1(net: tf_keras.Model, images: bundle.Images) -> float:
+    logits = bundle.batched(lambda x: net(x, training=False).numpy(), images.pixels)
+    return float((logits.argmax(1) == images.labels).mean() * 100)
+
+
+class _Probabilities(tf.Module):
+    def __init__(self, net: tf_keras.Model):
+        super().__init__()
+        self.net = net
+
+    def __call__(self, image):
+        return {"probabilities": tf.nn.softmax(self.net(image, training=False))}
+
+
+def _write_qat_saved_model(net: tf_keras.Model, size: int, path: Path) -> None:
+    """`image (1xSxSx3, 0-255) -> probabilities` with the fake-quant ranges the converter keeps."""
+    module = _Probabilities(net)
+    serve = tf.function(module.__call__, input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="image")])
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+
+
+def _measure(name: str, path: Path, images: bundle.Images, note: str = "") -> Result:
+    runner = lite.LiteModel(path)
+    probs = runner(images.pixels)
+    _, _, accuracy = bundle.compare(probs, probs, images.labels)
+    data = path.read_bytes()
+    x1 = images.pixels[:1]
+    quant = "int8" if runner.input["dtype"] == np.uint8 else "float32"
+    return Result(name, path.name, quant, accuracy, len(data), len(gzip.compress(data, 9)),
+                  bundle.median_ms(lambda: runner(x1)), note)
+
+
+def _write_run_files(staging: Path, opts: OptimizeOptions, settings, class_names: list[str]) -> None:
+    """config.yaml (the source run's, so eval/export resolve the same data and size) and labels."""
+    source_config = Path(opts.weights).parent / "config.yaml"
+    config = yaml.safe_load(source_config.read_text()) if source_config.is_file() else {
+        "model": settings.model, "data": settings.source.name, "image_size": settings.image_size,
+        "crop_pct": settings.crop_pct}
+    config["out"] = str(opts.out)
+    config.setdefault("extra", {})["optimized"] = {"method": opts.method, "from": str(opts.weights),
+                                                    "epochs": opts.epochs, "lr": opts.lr}
+    (staging / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (staging / "labels.txt").write_text("\n".join(class_names) + "\n")
+
+
+def render_report(result: dict) -> str:
+    rows = [Result(**r) for r in result["rows"]]
+    base = rows[0]
+    lines = [f"# {result['model']}: {result['method']} on {result['data']} ({result['image_size']} px, "
+             f"{result['eval_images']} validation images, {result['epochs']} epochs, "
+             f"{result['seconds'] / 60:.1f} min)", "",
+             f"Keras accuracy of the optimized model (float, fake-quantized for QAT): {result['keras_top1']:.2f}%", "",
+             "| TFLite model | accuracy | vs float32 | size | gzip | gzip vs float32 | batch-1 latency | notes |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r.name} | {r.accuracy:.2f} | {r.accuracy - base.accuracy:+.2f} | {_mb(r.size_bytes)} | "
+                     f"{_mb(r.gzip_bytes)} | {base.gzip_bytes / r.gzip_bytes:.2f}x | {r.latency_ms:.2f} ms | "
+                     f"{r.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
