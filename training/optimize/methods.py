@@ -118,7 +118,9 @@ def _kernels(model: tf_keras.Model) -> list:
     kernels = []
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
-        if _compressible(inner):
+        if _compressible(inner) and inner is layer:
+            kernels.append(layer.kernel.numpy())
+        elif _compressible(inner):  # a QAT wrapper holds the variable under the inner layer's name
             kernels += [w.numpy() for w in layer.weights if w.name.split(":")[0] == f"{inner.name}/kernel"]
     return kernels
 
