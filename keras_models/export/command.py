@@ -115,8 +115,7 @@ def export(*, weights: str = "imagenet", model: str | None = None, labels: str |
         if metrics := _training_metrics(Path(weights).expanduser()):
             card["training"] = metrics
     # A `keras-models optimize --method qat|prune+qat` run: int8 keeps the ranges QAT learned.
-    qat_dir = run_dir / QAT_SAVED_MODEL if run_dir is not None else None
-    qat_dir = qat_dir if qat_dir is not None and qat_dir.is_dir() else None
+    qat_dir = run_dir / QAT_SAVED_MODEL if run_dir is not None and (run_dir / QAT_SAVED_MODEL).is_dir() else None
     if qat_dir is not None and "int8" in quants:
         card["int8"] = "quantization-aware training (keras-models optimize); ranges from the QAT model"
     version_dir, rows = bundle.export_model(

@@ -23,18 +23,12 @@ def main() -> int:
 
 
 def _expected(e: Exception) -> bool:
+    from keras_models.export import ExportError
     from training.config import ConfigError
     from training.data import DataError
     from training.optimize import OptimizeError
 
-    expected = (OptimizeError, ConfigError, DataError, FileNotFoundError, ValueError)
-    try:
-        from keras_models.export import ExportError
-
-        expected += (ExportError,)
-    except ImportError:
-        pass
-    return isinstance(e, expected)
+    return isinstance(e, (OptimizeError, ConfigError, DataError, ExportError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

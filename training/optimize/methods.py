@@ -103,8 +103,7 @@ def apply_clustering(model: tf_keras.Model, clusters: int) -> tf_keras.Model:
             return layer
         return cluster.cluster_weights(layer, number_of_clusters=clusters, cluster_centroids_init=init)
 
-    clustered = tf_keras.models.clone_model(model, clone_function=wrap)
-    return clustered
+    return tf_keras.models.clone_model(model, clone_function=wrap)
 
 
 def strip(model: tf_keras.Model) -> tf_keras.Model:
@@ -118,9 +117,11 @@ def _kernels(model: tf_keras.Model) -> list:
     kernels = []
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
-        if _compressible(inner) and inner is layer:
+        if not _compressible(inner):
+            continue
+        if inner is layer:
             kernels.append(layer.kernel.numpy())
-        elif _compressible(inner):  # a QAT wrapper holds the variable under the inner layer's name
+        else:  # a QAT wrapper holds the variable under the inner layer's name
             kernels += [w.numpy() for w in layer.weights if w.name.split(":")[0] == f"{inner.name}/kernel"]
     return kernels
 
