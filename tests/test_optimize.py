@@ -30,6 +30,7 @@ def test_every_family_has_an_exact_tf_keras_twin_that_tfmot_accepts():
         assert row["roundtrip_diff"] == 0.0, name  # weights out of the QAT wrappers, untouched
         assert row["pruned_layers"] > 10, name
         assert 2 <= row["cluster_values"] <= 16, name
+        assert 2 <= row["keras3_top_conv_values"] <= 16, name  # the clustered values reach Keras 3
 
 
 def _optimize(run: Path, out: Path, *args: str) -> dict:

@@ -27,13 +27,16 @@ for name in sys.argv[1:]:
     qat_out = qat(x, training=False).numpy()
     again = create_model(name, **options)  # weights back out of the QAT wrappers, to Keras 3
     copy_weights(qat, again)
+    roundtrip_diff = float(np.abs(np.asarray(again(x, training=False)) - ref).max())
     pruned, _ = M.apply_pruning(build_twin(get_entry(name).spec(), **options), 0.5, steps=10)
     clustered = M.strip(M.apply_clustering(twin, 16))  # wraps (and then rewrites) the twin's own layers
+    copy_weights(clustered, again)  # and back into Keras 3, where the exported model comes from
+    top_values = len(set(again.get_layer("top_conv").kernel.numpy().ravel().tolist()))
     print(json.dumps({
         "name": name, "layers": len(model.layers), "twin_layers": len(twin.layers),
         "twin_diff": twin_diff,
         "qat_finite": bool(np.isfinite(qat_out).all()), "qat_shape": list(qat_out.shape),
-        "roundtrip_diff": float(np.abs(np.asarray(again(x, training=False)) - ref).max()),
+        "roundtrip_diff": roundtrip_diff,
         "pruned_layers": sum(type(layer).__name__ == "PruneLowMagnitude" for layer in pruned.layers),
-        "cluster_values": M.unique_values(clustered),
+        "cluster_values": M.unique_values(clustered), "keras3_top_conv_values": top_values,
     }), flush=True)

@@ -48,19 +48,25 @@ def build_twin(net: NetSpec, **build_options) -> tf_keras.Model:
 def copy_weights(src, dst) -> None:
     """Copy every weighted layer of `src` into the layer of the same name in `dst` (Keras 3 or tf_keras).
 
-    Variables are matched by layer and variable name (`stem_conv/kernel`). A tfmot `QuantizeWrapper`
-    (`quant_stem_conv`) holds the original layer's variables under the original name beside its
-    quantizer ranges, which stay behind. Pruning and clustering wrappers must be stripped first.
+    Variables are matched by name (`kernel`, `moving_mean`, ...). A tfmot `QuantizeWrapper`
+    (`quant_stem_conv`) holds the original layer's variables under the original layer name
+    (`stem_conv/kernel`) beside its quantizer ranges, which stay behind. Pruning and clustering
+    wrappers must be stripped first (stripped clustered layers name their variables bare: `kernel:0`).
+    A layer whose variables cannot all be found is an error, never a silent skip.
     """
     for layer in src.layers:
         if type(layer).__name__ == "QuantizeLayer":  # the input's range only
             continue
         inner = getattr(layer, "layer", layer)
-        own = {_short(_path(w)): w for w in layer.weights if _path(w).startswith(inner.name + "/")}
-        if not own:
-            continue
         target = dst.get_layer(inner.name)
-        target.set_weights([np.asarray(own[_short(_path(w))]) for w in target.weights])
+        if not target.weights:
+            continue
+        own = layer.weights if inner is layer else [w for w in layer.weights if _path(w).startswith(inner.name + "/")]
+        by_name = {_short(_path(w)): w for w in own}
+        missing = [_short(_path(w)) for w in target.weights if _short(_path(w)) not in by_name]
+        if missing:
+            raise ValueError(f"copying weights into {inner.name!r}: {layer.name!r} has no {', '.join(missing)}")
+        target.set_weights([np.asarray(by_name[_short(_path(w))]) for w in target.weights])
 
 
 def _path(w) -> str:
