@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint bench venv clean
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ lint: venv
 
 test: venv lint
 	$(BIN)/python -m pytest
+
+# Speed against the peers (keras.applications in-process, timm/PyTorch in a child), results and
+# charts into benchmarks/results/. Installs PyTorch + timm (requirements-bench.txt) first.
+bench: venv
+	$(BIN)/python -m pip install -q -r requirements-bench.txt
+	BIN=$(BIN) benchmarks/run.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -23,6 +23,7 @@ _EXPORTS = {
     "preprocess_input": "keras_models.imagenet",
     "feature_extractor": "keras_models.spec",
     "feature_taps": "keras_models.spec",
+    "inference_model": "keras_models.inference",
 }
 
 
@@ -46,6 +47,7 @@ def __dir__():
 if TYPE_CHECKING:
     from keras_models.efficientnet import *  # noqa: F403
     from keras_models.imagenet import decode_predictions, imagenet_classes, preprocess_input  # noqa: F401
+    from keras_models.inference import inference_model  # noqa: F401
     from keras_models.registry import create_model, list_models, load_model, model_info  # noqa: F401
     from keras_models.rexnet import ReXNet  # noqa: F401
     from keras_models.spec import feature_extractor, feature_taps  # noqa: F401
@@ -58,6 +60,6 @@ __all__ = [  # noqa: F822
     "EfficientNetLite2", "EfficientNetLite3", "EfficientNetLite4", "EfficientNetV2B0",
     "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S", "EfficientNetV2M",
     "EfficientNetV2L", "PartialResidual", "ReXNet", "create_model", "decode_predictions",
-    "feature_extractor", "feature_taps", "imagenet_classes", "list_models", "load_model", "model_info",
-    "preprocess_input",
+    "feature_extractor", "feature_taps", "imagenet_classes", "inference_model", "list_models", "load_model",
+    "model_info", "preprocess_input",
 ]

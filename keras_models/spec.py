@@ -105,6 +105,9 @@ def build(
     if features_only:
         trunk = K.Model(_source_inputs(inputs, input_tensor), x, name=name)
         return feature_extractor(trunk)
+    options = {"include_top": include_top, "input_shape": tuple(inputs.shape[1:]), "pooling": pooling,
+               "num_classes": num_classes, "classifier_activation": classifier_activation,
+               "include_preprocessing": include_preprocessing, "name": name}
 
     x = conv_bn_act(x, net.head_ch, 1, 1, net.act, ("top_conv", "top_bn", "top_activation"), net.style)
     if include_top:
@@ -125,7 +128,10 @@ def build(
         x = K.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
         x = K.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return K.Model(_source_inputs(inputs, input_tensor), x, name=name)
+    model = K.Model(_source_inputs(inputs, input_tensor), x, name=name)
+    # What `keras_models.inference_model` re-renders (untracked: not a weight, not saved).
+    object.__setattr__(model, "_keras_models_build", (net, options))
+    return model
 
 
 def _mixed_policy(K) -> bool:

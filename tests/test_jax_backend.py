@@ -34,6 +34,9 @@ JAX_SCRIPT = textwrap.dedent("""
         model.load_weights(os.path.join(work, name + ".weights.h5"))
         ref = np.load(os.path.join(work, name + ".npy"))
         diffs[name] = float(np.abs(model.predict(x, verbose=0) - ref).max())
+        if name in ("rexnet_100", "efficientnet_b0"):  # the inference graph (fused units) builds on JAX too
+            fast = km.inference_model(model)
+            diffs[name + ":inference"] = float(np.abs(fast.predict(x, verbose=0) - ref).max())
     if os.path.isdir(fixtures):
         d = np.load(os.path.join(fixtures, "rexnet_100_timm.npz"))
         model = km.create_model("rexnet_100", weights=os.path.join(fixtures, "rexnet_100_timm.safetensors"),
@@ -58,7 +61,7 @@ def test_models_run_on_jax_with_tensorflow_weights(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     diffs = json.loads(result.stdout.split("RESULT ", 1)[1])
-    assert set(MODELS) <= set(diffs)
+    assert set(MODELS) <= set(diffs) and "rexnet_100:inference" in diffs
     if not FIXTURES.is_dir():
         pytest.skip("fixtures absent: backend-to-backend parity checked, reference parity not")
     assert all(d < 2e-4 for d in diffs.values()), json.dumps(diffs)

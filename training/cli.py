@@ -87,7 +87,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
              image_size=args.image_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
              batch_size=args.batch_size, lr=args.lr,
              sparsity=args.sparsity, clusters=args.clusters, eval_images=args.eval_images,
-             calibration_images=args.calibration_images)
+             calibration_images=args.calibration_images, distill=args.distill)
 
 
 def add_subcommands(sub) -> None:
@@ -128,6 +128,8 @@ def add_subcommands(sub) -> None:
     p.add_argument("--clusters", type=int, default=16, help="cluster: distinct values per kernel")
     p.add_argument("--eval-images", type=int, default=0, help="validation images to measure on (0 = all)")
     p.add_argument("--calibration-images", type=int, default=200)
+    p.add_argument("--no-distill", dest="distill", action="store_false",
+                   help="fine-tune on the labels instead of the source model's predictions")
     p.set_defaults(func=cmd_optimize)
 
 

@@ -43,6 +43,7 @@ class OptimizeOptions:
     clusters: int = 16  # cluster
     eval_images: int = 0  # 0 = the whole validation split
     calibration_images: int = 200  # for the post-training int8 rows
+    distill: bool = True  # fine-tune towards the source model's own predictions (knowledge distillation)
     verbose: int = 1
 
     def check(self) -> OptimizeOptions:

@@ -70,6 +70,11 @@ def run(opts: OptimizeOptions) -> dict:
 
     val = pipeline.eval_dataset(source, 128).map(one_hot)
     label_smoothing = run_cfg.label_smoothing if run_cfg and run_cfg.label_smoothing is not None else 0.1
+    if opts.distill:  # targets: the float source model's probabilities on the same augmented images
+        teacher = build_twin(entry.spec(), **build_options)  # its own variables: tfmot wrappers share layers
+        copy_weights(model, teacher)
+        train = train.map(lambda x, y: (x, tf.nn.softmax(teacher(x, training=False))))
+        label_smoothing = 0.0
 
     def fine_tune(net: tf_keras.Model, phase: str, callbacks=(), ema: bool = False) -> dict:
         print(f"{phase}: {opts.epochs} epochs x {steps} steps, lr {opts.lr} (cosine), batch {opts.batch_size}")
@@ -137,7 +142,8 @@ def run(opts: OptimizeOptions) -> dict:
         _write_run_files(staging, opts, settings, source.class_names)
         result = {"model": settings.model, "method": opts.method, "weights": str(opts.weights),
                   "data": source.name, "image_size": size, "epochs": opts.epochs, "lr": opts.lr,
-                  "batch_size": opts.batch_size, "sparsity": opts.sparsity if "prune" in opts.method else None,
+                  "batch_size": opts.batch_size, "distill": opts.distill,
+                  "sparsity": opts.sparsity if "prune" in opts.method else None,
                   "clusters": opts.clusters if opts.method == "cluster" else None, "eval_images": len(images.pixels),
                   "keras_top1": keras_top1, **info, "history": history,
                   "rows": [dataclasses.asdict(r) for r in rows], "seconds": round(time.perf_counter() - started, 1)}

@@ -36,7 +36,7 @@ class PartialResidual(tf_keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer,
         return []
 
 
-TF_KERAS = KerasAPI(tf_keras, PartialResidual)
+TF_KERAS = KerasAPI(tf_keras, PartialResidual, tf_keras.layers.BatchNormalization)
 CUSTOM_OBJECTS = {"PartialResidual": PartialResidual}
 
 
