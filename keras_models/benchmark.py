@@ -352,6 +352,20 @@ def ratios(rows: list[dict]) -> list[str]:
     return lines
 
 
+def read_csv(path: Path) -> list[dict]:
+    """Rows of a results CSV with numbers as numbers (to re-plot or compare runs)."""
+    def value(text: str):
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text or None
+
+    with open(path, newline="") as f:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def plot(rows: list[dict], path: Path, title: str = "") -> Path:
     """Images/s per configuration, and how it scales with batch size, resolution and memory."""
     import matplotlib
@@ -378,12 +392,15 @@ def plot(rows: list[dict], path: Path, title: str = "") -> Path:
     ax.set_yticks(range(len(values)), labels, fontsize=6)
     ax.set_xlabel("images / s")
     ax.set_title("throughput")
-    for ax, key, xlabel in ((axes[0][1], "infer_batch_size", "batch size"),
-                            (axes[1][0], "infer_img_size", "image size (px)")):
+    # one line per series at each value of the other axis (batch lines at one size, and so on)
+    for ax, key, other, xlabel in ((axes[0][1], "infer_batch_size", "infer_img_size", "batch size"),
+                                   (axes[1][0], "infer_img_size", "infer_batch_size", "image size (px)")):
         for (impl, model, runtime, prefix), rs in series.items():
-            points = sorted((r[key], r[f"{prefix}_samples_per_sec"]) for r in rs)
-            if len({p[0] for p in points}) > 1:
-                ax.plot(*zip(*points), marker="o", label=f"{prefix} {impl} {model} {runtime}")
+            for fixed in sorted({r[other] for r in rs}):
+                points = sorted((r[key], r[f"{prefix}_samples_per_sec"]) for r in rs if r[other] == fixed)
+                if len(points) > 1:
+                    unit = "px" if other == "infer_img_size" else " batch"
+                    ax.plot(*zip(*points), marker="o", label=f"{prefix} {impl} {model} {runtime} {fixed}{unit}")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("images / s")
         ax.set_title(f"images/s vs {xlabel}")
@@ -391,13 +408,14 @@ def plot(rows: list[dict], path: Path, title: str = "") -> Path:
             ax.legend(fontsize=6)
     ax = axes[1][1]
     for (impl, model, runtime, prefix), rs in series.items():
-        points = sorted((r["infer_batch_size"], r.get(f"{prefix}_peak_rss_mb")) for r in rs
-                        if r.get(f"{prefix}_peak_rss_mb"))
-        if points:
-            ax.plot(*zip(*points), marker="o", label=f"{prefix} {impl} {model} {runtime}")
+        for size in sorted({r["infer_img_size"] for r in rs}):
+            points = sorted((r["infer_batch_size"], r[f"{prefix}_peak_rss_mb"]) for r in rs
+                            if r["infer_img_size"] == size and r.get(f"{prefix}_peak_rss_mb"))
+            if points:
+                ax.plot(*zip(*points), marker="o", label=f"{prefix} {impl} {model} {runtime} {size}px")
     ax.set_xlabel("batch size")
-    ax.set_ylabel("peak RSS (MB)")
-    ax.set_title("peak memory")
+    ax.set_ylabel("process peak RSS (MB)")
+    ax.set_title("peak memory (process high-water mark while timing)")
     if ax.lines:
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=9)

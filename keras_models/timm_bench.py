@@ -9,41 +9,10 @@ from __future__ import annotations
 import json
 import platform
 import sys
-import time
-from pathlib import Path
+
+from keras_models.benchmark import PeakRSS, timed  # numpy only at import: no TensorFlow here
 
 INSTALL = "pip install -r requirements-bench.txt (torch, torchvision, timm; `make bench` does it)"
-
-
-def _timed(step, warmup: int, iters: int) -> dict[str, float]:
-    import numpy as np
-
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e3)
-    p10, median, p90 = np.percentile(times, [10, 50, 90])
-    return {"step_time": median, "step_time_p10": p10, "step_time_p90": p90}
-
-
-def _peak_rss_reset() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def _peak_rss_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def main(job: dict) -> dict:
@@ -67,9 +36,9 @@ def main(job: dict) -> dict:
                 with torch.inference_mode():
                     return model(x).sum().item()
 
-            _peak_rss_reset()
-            row["infer"] = _timed(infer, job["warmup"], job["iters"])
-            row["infer_rss"] = _peak_rss_mb()
+            with PeakRSS() as rss:
+                row["infer"] = timed(infer, job["warmup"], job["iters"])
+            row["infer_rss"] = rss.mb
         if job["bench"] in ("train", "both"):
             model.train()
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -83,9 +52,9 @@ def main(job: dict) -> dict:
                 optimizer.step()
                 return loss.item()
 
-            _peak_rss_reset()
-            row["train"] = _timed(train, job["warmup"], job["iters"])
-            row["train_rss"] = _peak_rss_mb()
+            with PeakRSS() as rss:
+                row["train"] = timed(train, job["warmup"], job["iters"])
+            row["train_rss"] = rss.mb
         rows.append(row)
     versions = {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version()}
     return {"rows": rows, "versions": versions}

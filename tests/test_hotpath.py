@@ -9,7 +9,7 @@ from conftest import randomize
 from keras import layers
 
 import keras_models as km
-from keras_models.layers import BatchNorm, DepthwiseSE
+from keras_models.layers import BatchNormalization, DepthwiseSE
 
 # One model per block type: SE-with-BN + partial residual + symmetric padding (rexnet), lite head
 # (rexnet_lite), MBConv+SE (B0), ReLU6 Lite, fused MBConv (V2-B0).
@@ -19,7 +19,7 @@ MODELS = ["rexnet_100", "rexnet_lite_100", "efficientnet_b0", "efficientnet_lite
 @pytest.mark.parametrize("epsilon", [1e-5, 1e-3])  # ReXNet (PyTorch-born) and EfficientNet (TF-born)
 def test_fused_batch_norm_trains_exactly_like_keras(epsilon):
     x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (4, 9, 9, 16)).astype("float32"))
-    ours = BatchNorm(epsilon=epsilon, momentum=0.9)
+    ours = BatchNormalization(epsilon=epsilon, momentum=0.9)
     theirs = layers.BatchNormalization(epsilon=epsilon, momentum=0.9)
     for layer in (ours, theirs):
         layer.build(x.shape)
@@ -43,7 +43,7 @@ def test_fused_batch_norm_trains_exactly_like_keras(epsilon):
 def test_fused_batch_norm_under_mixed_float16():
     """The GPU path (float16 activations, float32 statistics) is correct on the CPU too."""
     x = tf.constant(np.random.default_rng(1).normal(0, 2, (2, 8, 8, 8)).astype("float16"))
-    ours = BatchNorm(dtype="mixed_float16")
+    ours = BatchNormalization(dtype="mixed_float16")
     theirs = layers.BatchNormalization(dtype="mixed_float16")
     a, b = ours(x, training=True), theirs(x, training=True)
     assert a.dtype == b.dtype == tf.float16
@@ -94,3 +94,23 @@ def test_inference_model_refuses_foreign_models():
 
     with pytest.raises(ValueError, match="built by keras_models"):
         km.inference_model(keras.applications.MobileNetV3Small(weights=None, input_shape=(64, 64, 3)))
+
+
+def test_weights_files_load_across_the_batch_norm_classes(tmp_path):
+    """`.weights.h5` keys layers by class name: files written before the fused BatchNorm (with
+    Keras' own class) must load unchanged, and ours must load into plain Keras."""
+    import keras
+
+    from keras_models.layers import KerasAPI, PartialResidual, keras_api
+    from keras_models.registry import get_entry
+    from keras_models.spec import build
+
+    with keras_api(KerasAPI(keras, PartialResidual, layers.BatchNormalization)):
+        plain = build(get_entry("rexnet_100").spec(), input_shape=(32, 32, 3), num_classes=4)
+    assert not any(isinstance(layer, BatchNormalization) for layer in plain.layers)
+    randomize(plain)
+    plain.save_weights(tmp_path / "plain.weights.h5")
+    ours = km.create_model("rexnet_100", input_shape=(32, 32, 3), num_classes=4)
+    ours.load_weights(tmp_path / "plain.weights.h5")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(ours(x).numpy(), plain(x).numpy())
