@@ -76,12 +76,12 @@ def run(opts: OptimizeOptions) -> dict:
         train = train.map(lambda x, y: (x, tf.nn.softmax(teacher(x, training=False))))
         label_smoothing = 0.0
 
-    def fine_tune(net: tf_keras.Model, phase: str, callbacks=(), ema: bool = False) -> dict:
+    def fine_tune(net: tf_keras.Model, phase: str, callbacks=(), keep_best: bool = False) -> dict:
         print(f"{phase}: {opts.epochs} epochs x {steps} steps, lr {opts.lr} (cosine), batch {opts.batch_size}")
         schedule = tf_keras.optimizers.schedules.CosineDecay(opts.lr, opts.epochs * steps)
-        # Weight EMA (as the source run's best.weights.h5 had) only for plain QAT: fit() swaps the
-        # averages in at the end, which would refill pruned zeros and blur cluster assignments.
-        sgd = tf_keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, use_ema=ema, ema_momentum=0.99)
+        sgd = tf_keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+        if keep_best:  # QAT: the epoch whose fake-quantized model validates best, as training keeps best.weights.h5
+            callbacks = [*callbacks, _KeepBest()]
         net.compile(optimizer=sgd,
                     loss=tf_keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
                     metrics=[tf_keras.metrics.CategoricalAccuracy(name="top1")])
@@ -113,7 +113,7 @@ def run(opts: OptimizeOptions) -> dict:
             info["unique_values_per_kernel"] = M.unique_values(optimized)
         if opts.method in ("qat", "prune+qat"):
             qat = M.apply_qat(optimized, preserve_sparsity=opts.method == "prune+qat")
-            history["qat"] = fine_tune(qat, "quantization-aware training", ema=opts.method == "qat")
+            history["qat"] = fine_tune(qat, "quantization-aware training", keep_best=True)
             optimized = qat
             if opts.method == "prune+qat":
                 info["sparsity"] = round(M.sparsity_of(qat), 4)
@@ -158,6 +158,22 @@ def run(opts: OptimizeOptions) -> dict:
         print(report)
         print(f"wrote {out}/ (best.weights.h5, {path.name}, optimize_report.md)")
     return result
+
+
+class _KeepBest(tf_keras.callbacks.Callback):
+    """Restore the weights of the epoch with the best validation top-1 when training ends."""
+
+    def __init__(self):
+        super().__init__()
+        self.best, self.weights = -1.0, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (logs or {}).get("val_top1", -1.0) > self.best:
+            self.best, self.weights = logs["val_top1"], self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
 
 
 def _check_twin(model, twin, size: int) -> None:
