@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_models.hotpath import JIT_SETTINGS
+
 BENCHES = ("infer", "train", "both")
 RUNTIMES = ("keras", "saved_model", "tflite", "tflite-int8")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -66,7 +68,7 @@ class BenchOptions:
         for name in self.models:
             get_entry(name)  # raises with the close names
         for value, allowed, what in ((self.bench, BENCHES, "--bench"), (self.precision, PRECISIONS, "--precision"),
-                                     (self.jit_compile, ("auto", "on", "off"), "--jit-compile"),
+                                     (self.jit_compile, JIT_SETTINGS, "--jit-compile"),
                                      (self.graph, GRAPHS, "--graph")):
             if value not in allowed:
                 raise BenchmarkError(f"{what} {value!r} is not one of {', '.join(allowed)}")

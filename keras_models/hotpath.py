@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import keras
-
-JIT_SETTINGS = ("auto", "on", "off")
+JIT_SETTINGS = ("auto", "on", "off")  # importable without starting Keras (the CLI's option tables)
 
 
 def backend() -> str:
+    import keras
+
     return keras.backend.backend()
 
 

@@ -300,11 +300,9 @@ class DepthwiseSE(layers.Layer):
     @classmethod
     def from_spec(cls, spec: BlockSpec, style: NetStyle, jit: bool = False) -> DepthwiseSE:
         p = spec.name
-        sources = {"dw": p + style.dw_name, "bn": p + "bn"}
+        sources = {"dw": p + style.dw_name}  # with their BatchNorms folded in (`inference.folded_weights`)
         if spec.se_ch:
             sources.update(se_reduce=p + "se_reduce", se_expand=p + "se_expand")
-            if spec.se_bn:
-                sources["se_bn"] = p + "se_bn"
         return cls(spec.kernel, spec.stride, style.padding, spec.dw_act, spec.se_ch, spec.se_act,
                    spec.act_after_se, jit, sources, name=p + "dwse")
 

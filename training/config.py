@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from keras_models.hotpath import JIT_SETTINGS
+
 
 class ConfigError(ValueError):
     """A config that cannot run, with what to change."""
@@ -41,7 +43,7 @@ OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 OPTIMIZER_DEFAULTS = {"sgd": (0.1, 1e-5), "rmsprop": (0.016, 1e-5), "adamw": (1e-3, 0.05)}
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
-SWITCHES = ("auto", "on", "off")
+SWITCHES = JIT_SETTINGS
 
 
 @dataclass

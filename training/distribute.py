@@ -1,4 +1,4 @@
-"""Choosing a tf.distribute strategy and XLA policy; who is the chief."""
+"""Choosing a tf.distribute strategy; who is the chief. (The XLA policy is `keras_models.hotpath.use_jit`.)"""
 
 from __future__ import annotations
 
@@ -56,9 +56,3 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0
                                                          and "chief" not in resolver.cluster_spec().as_dict())
 
-
-def use_jit(setting: str) -> bool:
-    """XLA only where it pays: GPU/TPU. XLA-CPU depthwise convolutions measured 5-18x slower here."""
-    if setting in ("on", "off"):
-        return setting == "on"
-    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))

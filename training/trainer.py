@@ -23,10 +23,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_models.files import atomic_output
+from keras_models.hotpath import use_jit
 from keras_models.registry import create_model, get_entry
 from training import data as data_lib
 from training.config import ConfigError, TrainConfig
-from training.distribute import is_chief, make_strategy, use_jit
+from training.distribute import is_chief, make_strategy
 from training.optim import ModelEMA, WarmupCosine, make_optimizer
 
 HEAD_LAYERS = ("predictions", "top_dropout", "head_hidden", "head_hidden_bn", "head_hidden_activation")
