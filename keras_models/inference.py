@@ -34,6 +34,14 @@ def inference_model(model: keras.Model, jit_compile: str = "auto") -> keras.Mode
     return fast
 
 
+def serving_graph(model: keras.Model) -> keras.Model:
+    """What an export should run: the inference rendering of a keras_models model, with XLA off
+    (the serving device is not known here), or any other model as it is."""
+    if getattr(model, "_keras_models_build", None) is None:
+        return model
+    return inference_model(model, jit_compile="off")
+
+
 def folded_weights(model: keras.Model) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{layer: (kernel, bias)} for each conv/dense that feeds a BatchNorm, with that BN folded in."""
     folded = {}

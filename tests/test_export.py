@@ -120,6 +120,11 @@ def test_python_api_versions_and_serving_signatures(run, tmp_path):
     assert 'name: "digits"' in (tmp_path / "models.config").read_text()
 
     loaded = tf.saved_model.load(str(second))
+    # Served as the inference graph: BatchNorm folded away (fewer variables, no BN op anywhere).
+    assert len(loaded.model_variables) == len(km.inference_model(model).weights) < len(model.weights)
+    graph = loaded.signatures["serve_images"].graph.as_graph_def()
+    ops = {n.op for f in graph.library.function for n in f.node_def} | {n.op for n in graph.node}
+    assert "Conv2D" in ops and not [op for op in ops if "BatchNorm" in op]
     photo = (PHOTOS / "chelsea.jpg").read_bytes()  # any size: decoded, resized, cropped in-graph
     out = loaded.signatures["serving_default"](image_bytes=tf.constant([photo, photo]))
     assert out["probabilities"].shape == (2, 10) and out["labels"].shape == (2, 5)

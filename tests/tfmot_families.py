@@ -28,7 +28,11 @@ for name in sys.argv[1:]:
     again = create_model(name, **options)  # weights back out of the QAT wrappers, to Keras 3
     copy_weights(qat, again)
     roundtrip_diff = float(np.abs(np.asarray(again(x, training=False)) - ref).max())
-    pruned, _ = M.apply_pruning(build_twin(get_entry(name).spec(), **options), 0.5, steps=10)
+    pruned, _ = M.apply_pruning(twin, 0.5, steps=10)  # 1x1 convs become 2-D `Pointwise` while pruning
+    pruned_diff = float(np.abs(pruned(x, training=False).numpy() - ref).max())  # nothing pruned yet
+    unpruned = M.strip(pruned)
+    stripped_diff = float(np.abs(unpruned(x, training=False).numpy() - ref).max())
+    same_classes = [type(a).__name__ for a in unpruned.layers] == [type(b).__name__ for b in twin.layers]
     clustered = M.strip(M.apply_clustering(twin, 16))  # wraps (and then rewrites) the twin's own layers
     copy_weights(clustered, again)  # and back into Keras 3, where the exported model comes from
     top_values = len(set(again.get_layer("top_conv").kernel.numpy().ravel().tolist()))
@@ -38,5 +42,6 @@ for name in sys.argv[1:]:
         "qat_finite": bool(np.isfinite(qat_out).all()), "qat_shape": list(qat_out.shape),
         "roundtrip_diff": roundtrip_diff,
         "pruned_layers": sum(type(layer).__name__ == "PruneLowMagnitude" for layer in pruned.layers),
+        "pruned_diff": pruned_diff, "stripped_diff": stripped_diff, "stripped_classes_same": same_classes,
         "cluster_values": M.unique_values(clustered), "keras3_top_conv_values": top_values,
     }), flush=True)

@@ -86,7 +86,8 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     optimize(method=args.method, weights=args.weights, out=args.out, model=args.model, data=args.data,
              image_size=args.image_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
              batch_size=args.batch_size, lr=args.lr,
-             sparsity=args.sparsity, clusters=args.clusters, eval_images=args.eval_images,
+             sparsity=args.sparsity, prune_block=args.prune_block, clusters=args.clusters,
+             eval_images=args.eval_images,
              calibration_images=args.calibration_images, distill=args.distill)
 
 
@@ -125,6 +126,9 @@ def add_subcommands(sub) -> None:
     p.add_argument("--lr", type=float, help="peak SGD LR, cosine to 0 (default: 1e-3 for qat, 5e-3 otherwise, "
                    "at batch 64)")
     p.add_argument("--sparsity", type=float, default=0.5, help="prune: final fraction of zero weights")
+    p.add_argument("--prune-block", type=int, default=4,
+                   help="prune: 1x1-conv and dense weights go in blocks of this many input channels, which "
+                        "gzip packs (1 = any single weight)")
     p.add_argument("--clusters", type=int, default=16, help="cluster: distinct values per kernel")
     p.add_argument("--eval-images", type=int, default=0, help="validation images to measure on (0 = all)")
     p.add_argument("--calibration-images", type=int, default=200)

@@ -9,6 +9,9 @@ Signatures (all return `probabilities`, top-k `classes`, `scores` and `labels`):
 - `serving_default`: `image_bytes`, a batch of encoded JPEG/PNG/GIF/BMP images (b64 over REST),
   decoded, resized and centre-cropped in-graph exactly as `keras-models eval` does;
 - `serve_images` / `serve_images_uint8`: NHWC RGB images of any size, 0-255, same transform.
+
+A keras_models network is served as its inference graph (`keras_models.inference_model`: BatchNorm
+folded into the convs, fused depthwise/SE units), which gives the same outputs, faster.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import tensorflow as tf
 
 from keras_models.export.lite import ensure_probabilities, image_size_of
 from keras_models.files import atomic_output, quiet_stderr
+from keras_models.inference import serving_graph
 from training.data import center_crop
 
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -127,8 +131,8 @@ def write_saved_model(model: keras.Model, version_dir: Path, *, name: str, label
     with tempfile.TemporaryDirectory() as tmp:
         labels_path = os.path.join(tmp, "labels.txt")
         Path(labels_path).write_text("".join(f"{label}\n" for label in labels))
-        module, signatures = serving_module(model, labels_path, crop_pct=crop_pct, interpolation=interpolation,
-                                            top_k=top_k)
+        module, signatures = serving_module(serving_graph(model), labels_path, crop_pct=crop_pct,
+                                            interpolation=interpolation, top_k=top_k)
         with quiet_stderr():
             tf.saved_model.save(module, str(version_dir), signatures=signatures)
     write_warmup(version_dir, name, list(warmup_images or [sample_image()]))

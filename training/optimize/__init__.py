@@ -40,6 +40,7 @@ class OptimizeOptions:
     batch_size: int = 64
     lr: float | None = None  # default: DEFAULT_LR at batch 64, scaled linearly
     sparsity: float = 0.5  # prune, prune+qat
+    prune_block: int = 4  # 1x1-conv/dense weights pruned in blocks of this many input channels
     clusters: int = 16  # cluster
     eval_images: int = 0  # 0 = the whole validation split
     calibration_images: int = 200  # for the post-training int8 rows
@@ -55,6 +56,8 @@ class OptimizeOptions:
                                 "from `keras-models train`)")
         if not 0 < self.sparsity < 1:
             raise OptimizeError(f"--sparsity must be between 0 and 1 (e.g. 0.5), got {self.sparsity}")
+        if not 1 <= self.prune_block <= 16:
+            raise OptimizeError(f"--prune-block must be 1-16 (e.g. 4), got {self.prune_block}")
         if not 2 <= self.clusters <= 256:
             raise OptimizeError(f"--clusters must be 2-256 (e.g. 16), got {self.clusters}")
         if self.epochs < 1 or self.batch_size < 1 or (self.steps_per_epoch or 1) < 1:

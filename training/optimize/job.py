@@ -15,6 +15,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,12 +77,24 @@ def run(opts: OptimizeOptions) -> dict:
         train = train.map(lambda x, y: (x, tf.nn.softmax(teacher(x, training=False))))
         label_smoothing = 0.0
 
+    def bn_batches():
+        """One pass of augmented training images, as the statistics were gathered in training."""
+        return (x for x, _ in train.take(steps))
+
+    def int8_top1(net: tf_keras.Model) -> float:
+        """What QAT is for: the converted int8 model's accuracy (fake quantization differs by an image or two)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            _write_qat_saved_model(net, size, Path(tmp) / "qat")
+            path = lite.tflite(model, Path(tmp) / "epoch.tflite", "int8", calibration=calibration,
+                               saved_model_dir=str(Path(tmp) / "qat"))
+            return _tflite_top1(path, images)
+
     def fine_tune(net: tf_keras.Model, phase: str, callbacks=(), keep_best: bool = False) -> dict:
         print(f"{phase}: {opts.epochs} epochs x {steps} steps, lr {opts.lr} (cosine), batch {opts.batch_size}")
         schedule = tf_keras.optimizers.schedules.CosineDecay(opts.lr, opts.epochs * steps)
         sgd = tf_keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
-        if keep_best:  # QAT: the epoch whose fake-quantized model validates best, as training keeps best.weights.h5
-            callbacks = [*callbacks, _KeepBest()]
+        if keep_best:  # QAT: the epoch whose int8 TFLite validates best, as training keeps best.weights.h5
+            callbacks = [*callbacks, _KeepBest(int8_top1)]
         net.compile(optimizer=sgd,
                     loss=tf_keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
                     metrics=[tf_keras.metrics.CategoricalAccuracy(name="top1")])
@@ -102,14 +115,16 @@ def run(opts: OptimizeOptions) -> dict:
         history, info = {}, {}
         optimized = twin
         if opts.method in ("prune", "prune+qat"):
-            pruned, callbacks = M.apply_pruning(optimized, opts.sparsity, opts.epochs * steps)
+            pruned, callbacks = M.apply_pruning(optimized, opts.sparsity, opts.epochs * steps, opts.prune_block)
             history["prune"] = fine_tune(pruned, f"pruning to {opts.sparsity:.0%} sparsity", callbacks)
             optimized = M.strip(pruned)
+            M.recalibrate_batch_norm(optimized, bn_batches())
             info["sparsity"] = round(M.sparsity_of(optimized), 4)
         if opts.method == "cluster":
             clustered = M.apply_clustering(optimized, opts.clusters)
             history["cluster"] = fine_tune(clustered, f"clustering to {opts.clusters} values per kernel")
             optimized = M.strip(clustered)
+            M.recalibrate_batch_norm(optimized, bn_batches())
             info["unique_values_per_kernel"] = M.unique_values(optimized)
         if opts.method in ("qat", "prune+qat"):
             qat = M.apply_qat(optimized, preserve_sparsity=opts.method == "prune+qat")
@@ -144,6 +159,7 @@ def run(opts: OptimizeOptions) -> dict:
                   "data": source.name, "image_size": size, "epochs": opts.epochs, "lr": opts.lr,
                   "batch_size": opts.batch_size, "distill": opts.distill,
                   "sparsity": opts.sparsity if "prune" in opts.method else None,
+                  "prune_block": opts.prune_block if "prune" in opts.method else None,
                   "clusters": opts.clusters if opts.method == "cluster" else None, "eval_images": len(images.pixels),
                   "keras_top1": keras_top1, **info, "history": history,
                   "rows": [dataclasses.asdict(r) for r in rows], "seconds": round(time.perf_counter() - started, 1)}
@@ -161,15 +177,19 @@ def run(opts: OptimizeOptions) -> dict:
 
 
 class _KeepBest(tf_keras.callbacks.Callback):
-    """Restore the weights of the epoch with the best validation top-1 when training ends."""
+    """Score every epoch's model (logged as `val_int8_top1`) and restore the best when training ends."""
 
-    def __init__(self):
+    def __init__(self, score: Callable[[tf_keras.Model], float]):
         super().__init__()
-        self.best, self.weights = -1.0, None
+        self.score, self.best, self.weights = score, -1.0, None
 
     def on_epoch_end(self, epoch, logs=None):
-        if (logs or {}).get("val_top1", -1.0) > self.best:
-            self.best, self.weights = logs["val_top1"], self.model.get_weights()
+        value = self.score(self.model)
+        print(f"epoch {epoch + 1}: int8 TFLite top-1 {value:.2f}%")
+        if logs is not None:
+            logs["val_int8_top1"] = value
+        if value > self.best:
+            self.best, self.weights = value, self.model.get_weights()
 
     def on_train_end(self, logs=None):
         if self.weights is not None:
@@ -204,14 +224,17 @@ def _write_qat_saved_model(net: tf_keras.Model, size: int, path: Path) -> None:
     tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
 
 
+def _tflite_top1(path: Path, images: bundle.Images) -> float:
+    probs = lite.LiteModel(path)(images.pixels)
+    return bundle.compare(probs, probs, images.labels)[2]
+
+
 def _measure(name: str, path: Path, images: bundle.Images, note: str = "") -> Result:
     runner = lite.LiteModel(path)
-    probs = runner(images.pixels)
-    _, _, accuracy = bundle.compare(probs, probs, images.labels)
     data = path.read_bytes()
     x1 = images.pixels[:1]
     quant = "int8" if runner.input["dtype"] == np.uint8 else "float32"
-    return Result(name, path.name, quant, accuracy, len(data), len(gzip.compress(data, 9)),
+    return Result(name, path.name, quant, _tflite_top1(path, images), len(data), len(gzip.compress(data, 9)),
                   bundle.median_ms(lambda: runner(x1)), note)
 
 

@@ -8,10 +8,14 @@ Which layers each method touches:
   no weights to quantize, output quantized like an `Add`.
 - pruning / clustering: the 1x1 and kxk `Conv2D`s and `Dense`s (nearly all parameters); never the
   3-channel stem conv or depthwise kernels (9 weights per channel, which pruning would gut).
+  Pruning zeroes 1x1-conv and dense weights in blocks of `block` consecutive input channels: TFLite
+  stores those kernels as [out, in], so a block is a run of zero bytes that gzip packs (random
+  zeros at 75% compress 2.7x, blocks of 4 about 3.2x).
 """
 
 from __future__ import annotations
 
+import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
@@ -80,14 +84,71 @@ def _compressible(layer) -> bool:
         and layer.name != "stem_conv"
 
 
-def apply_pruning(model: tf_keras.Model, sparsity: float, steps: int) -> tuple[tf_keras.Model, list]:
-    """Magnitude pruning ramped from 0 to `sparsity` over the first 2/3 of the steps, then held."""
+class Pointwise(tf_keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+    """A 1x1 `Conv2D` holding its kernel as (in, out): tfmot prunes in blocks only 2-D kernels.
+
+    It stands in for the conv only while pruning; `strip` puts the `Conv2D` back.
+    """
+
+    def __init__(self, conv_config: dict, **kwargs):
+        super().__init__(name=conv_config["name"], **kwargs)
+        self.conv_config = conv_config
+        self.activation = tf_keras.activations.get(conv_config["activation"])
+
+    @classmethod
+    def of(cls, conv: tf_keras.layers.Conv2D) -> Pointwise:
+        layer = cls(conv.get_config())
+        layer.build(conv.kernel.shape[-2])
+        layer.set_weights([w.numpy().reshape(v.shape) for w, v in zip(conv.weights, layer.weights)])
+        return layer
+
+    def build(self, input_shape):
+        channels = input_shape if isinstance(input_shape, int) else input_shape[-1]
+        self.kernel = self.add_weight(name="kernel", shape=(channels, self.conv_config["filters"]))
+        self.bias = self.add_weight(name="bias", shape=(self.conv_config["filters"],), initializer="zeros") \
+            if self.conv_config["use_bias"] else None
+        self.built = True
+
+    def call(self, x):
+        y = tf.tensordot(x, self.kernel, 1)
+        return self.activation(y if self.bias is None else tf.nn.bias_add(y, self.bias))
+
+    def get_prunable_weights(self):
+        return [self.kernel]
+
+    def get_config(self):
+        return {"conv_config": self.conv_config}
+
+    def conv(self) -> tf_keras.layers.Conv2D:
+        conv = tf_keras.layers.Conv2D.from_config(self.conv_config)
+        conv.build((None, None, None, self.kernel.shape[0]))
+        conv.set_weights([w.numpy().reshape(v.shape) for w, v in zip(self.weights, conv.weights)])
+        return conv
+
+
+def _pointwise(layer) -> bool:
+    return (type(layer) is tf_keras.layers.Conv2D and tuple(layer.kernel_size) == (1, 1)
+            and tuple(layer.strides) == (1, 1) and layer.groups == 1)
+
+
+def apply_pruning(model: tf_keras.Model, sparsity: float, steps: int, block: int = 4) -> tuple[tf_keras.Model, list]:
+    """Magnitude pruning ramped from 0 to `sparsity` over the first half of the steps, then held
+    (the network recovers in the second half).
+
+    1x1 convs and dense layers lose weights in blocks of `block` input channels (1 = any weight);
+    kxk convs weight by weight.
+    """
     sparsity_api = tfmot.sparsity.keras
     schedule = sparsity_api.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
-                                            end_step=max(1, int(steps * 2 / 3)), frequency=max(1, steps // 50))
+                                            end_step=max(1, steps // 2), frequency=max(1, steps // 50))
 
     def wrap(layer):
-        return sparsity_api.prune_low_magnitude(layer, pruning_schedule=schedule) if _compressible(layer) else layer
+        if not _compressible(layer):
+            return layer
+        if block > 1 and _pointwise(layer):
+            layer = Pointwise.of(layer)
+        blocks = (block, 1) if isinstance(layer, (Pointwise, tf_keras.layers.Dense)) else (1, 1)
+        return sparsity_api.prune_low_magnitude(layer, pruning_schedule=schedule, block_size=blocks)
 
     pruned = tf_keras.models.clone_model(model, clone_function=wrap)
     return pruned, [sparsity_api.UpdatePruningStep()]
@@ -106,9 +167,31 @@ def apply_clustering(model: tf_keras.Model, clusters: int) -> tf_keras.Model:
     return tf_keras.models.clone_model(model, clone_function=wrap)
 
 
+def recalibrate_batch_norm(model: tf_keras.Model, batches) -> None:
+    """Set every BatchNorm's moving mean and variance to their average over `batches` (BN adaptation).
+
+    Pruning and clustering shift each conv's output statistics faster than the moving averages
+    follow: on ReXNet 1.0x, 50% pruning alone left 35% accuracy with the old statistics, 95% with
+    re-estimated ones.
+    """
+    norms = [layer for layer in model.layers if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    saved = [(bn.momentum, bn.trainable) for bn in norms]
+    for bn in norms:
+        bn.trainable = True  # a frozen Keras 2 BatchNorm ignores training=True
+    for k, x in enumerate(batches):
+        for bn in norms:
+            bn.momentum = k / (k + 1)  # a running mean over the batches seen so far
+        model(x, training=True)
+    for bn, (momentum, trainable) in zip(norms, saved):
+        bn.momentum, bn.trainable = momentum, trainable
+
+
 def strip(model: tf_keras.Model) -> tf_keras.Model:
     """Remove pruning and clustering wrappers (QAT wrappers stay: the converter reads their ranges)."""
     model = tfmot.sparsity.keras.strip_pruning(model)
+    if any(isinstance(layer, Pointwise) for layer in model.layers):
+        model = tf_keras.models.clone_model(
+            model, clone_function=lambda layer: layer.conv() if isinstance(layer, Pointwise) else layer)
     return tfmot.clustering.keras.strip_clustering(model)
 
 
