@@ -31,6 +31,9 @@ def test_every_family_has_an_exact_tf_keras_twin_that_tfmot_accepts():
         assert row["pruned_layers"] > 10, name
         assert row["pruned_diff"] < 1e-4 and row["stripped_diff"] < 1e-4, name  # Pointwise == 1x1 Conv2D
         assert row["stripped_classes_same"], name  # strip puts the Conv2Ds back
+        assert row["allocated"] == pytest.approx(0.6, abs=1e-3), name  # exactly the asked overall sparsity
+        lowest, highest = row["allocation_range"]
+        assert 0 <= lowest < highest <= 0.95, name  # per layer, not uniform
         assert 2 <= row["cluster_values"] <= 16, name
         assert 2 <= row["keras3_top_conv_values"] <= 16, name  # the clustered values reach Keras 3
 
@@ -63,9 +66,17 @@ def test_prune_then_qat_then_export_keeps_zeros_and_learned_ranges(digits_run, t
     assert (out / "config.yaml").is_file() and (out / "labels.txt").is_file()
     model = km.create_model("rexnet_100", weights=str(out / "best.weights.h5"), num_classes=10,
                             input_shape=(32, 32, 3))
-    kernel = model.get_layer("top_conv").kernel.numpy()[0, 0]  # (185 in, 1280 out)
-    assert (kernel == 0).mean() == pytest.approx(0.5, abs=0.01)
-    zeros_per_block = (kernel[:184].reshape(46, 4, -1) == 0).sum(axis=1)  # 4 consecutive input channels
+    # Per-layer sparsities from the sensitivity scan, together exactly the asked 50%.
+    allocation = result["layer_sparsity"]
+    sizes = {layer.name: layer.kernel.numpy().size for layer in model.layers if layer.name in allocation}
+    assert sum(sizes[n] * s for n, s in allocation.items()) / sum(sizes.values()) == pytest.approx(0.5, abs=2e-3)
+    assert min(allocation.values()) < 0.3 and max(allocation.values()) > 0.8  # layers differ, as measured
+    name = max((n for n in allocation if n.endswith(("expand_conv", "project_conv", "top_conv"))),
+               key=allocation.get)  # the most pruned 1x1 conv
+    kernel = model.get_layer(name).kernel.numpy()[0, 0]  # (in, out)
+    assert (kernel == 0).mean() == pytest.approx(allocation[name], abs=0.01)
+    whole = kernel.shape[0] // 4 * 4
+    zeros_per_block = (kernel[:whole].reshape(whole // 4, 4, -1) == 0).sum(axis=1)  # 4 consecutive inputs
     assert set(np.unique(zeros_per_block)) == {0, 4}  # whole blocks: runs of zero bytes in the .tflite
     # QAT kept the epoch whose converted int8 model validated best, and that is the model written.
     assert ours["accuracy"] == pytest.approx(max(result["history"]["qat"]["val_int8_top1"]))
@@ -85,6 +96,7 @@ def test_prune_then_qat_then_export_keeps_zeros_and_learned_ranges(digits_run, t
     (["--method", "prune", "--sparsity", "1.5"], "--sparsity must be between 0 and 1"),
     (["--method", "cluster", "--clusters", "1"], "--clusters must be 2-256"),
     (["--method", "prune", "--prune-block", "0"], "--prune-block must be 1-16"),
+    (["--method", "prune", "--sparsity", "0.97"], "above 0.95"),
     (["--method", "qat", "--epochs", "0"], "must be at least 1"),
 ])
 def test_bad_options_are_one_line(tmp_path, args, message):

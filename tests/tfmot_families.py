@@ -28,7 +28,10 @@ for name in sys.argv[1:]:
     again = create_model(name, **options)  # weights back out of the QAT wrappers, to Keras 3
     copy_weights(qat, again)
     roundtrip_diff = float(np.abs(np.asarray(again(x, training=False)) - ref).max())
-    pruned, _ = M.apply_pruning(twin, 0.5, steps=10)  # 1x1 convs become 2-D `Pointwise` while pruning
+    allocation = M.allocate_sparsity(twin, x, 0.6, block=4)  # one-shot scan, per-layer sparsities
+    sizes = {layer.name: layer.kernel.numpy().size for layer in twin.layers if M.compressible(layer)}
+    allocated = sum(sizes[n] * s for n, s in allocation.items()) / sum(sizes.values())
+    pruned, _, _ = M.apply_pruning(twin, 0.5, steps=10)  # 1x1 convs become 2-D `Pointwise` while pruning
     pruned_diff = float(np.abs(pruned(x, training=False).numpy() - ref).max())  # nothing pruned yet
     unpruned = M.strip(pruned)
     stripped_diff = float(np.abs(unpruned(x, training=False).numpy() - ref).max())
@@ -43,5 +46,6 @@ for name in sys.argv[1:]:
         "roundtrip_diff": roundtrip_diff,
         "pruned_layers": sum(type(layer).__name__ == "PruneLowMagnitude" for layer in pruned.layers),
         "pruned_diff": pruned_diff, "stripped_diff": stripped_diff, "stripped_classes_same": same_classes,
+        "allocated": allocated, "allocation_range": [min(allocation.values()), max(allocation.values())],
         "cluster_values": M.unique_values(clustered), "keras3_top_conv_values": top_values,
     }), flush=True)

@@ -85,9 +85,8 @@ def cmd_optimize(args: argparse.Namespace) -> None:
 
     optimize(method=args.method, weights=args.weights, out=args.out, model=args.model, data=args.data,
              image_size=args.image_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-             batch_size=args.batch_size, lr=args.lr,
-             sparsity=args.sparsity, prune_block=args.prune_block, clusters=args.clusters,
-             eval_images=args.eval_images,
+             batch_size=args.batch_size, lr=args.lr, sparsity=args.sparsity, prune_block=args.prune_block,
+             prune_allocation=args.prune_allocation, clusters=args.clusters, eval_images=args.eval_images,
              calibration_images=args.calibration_images, distill=args.distill)
 
 
@@ -109,7 +108,7 @@ def add_subcommands(sub) -> None:
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_eval)
 
-    from training.optimize import METHODS
+    from training.optimize import ALLOCATIONS, METHODS
 
     p = sub.add_parser("optimize", help="QAT, pruning, clustering (tensorflow-model-optimization) of a trained run",
                        description="Fine-tune a trained run with tfmot (in a child process), convert to TFLite and "
@@ -125,7 +124,11 @@ def add_subcommands(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, help="peak SGD LR, cosine to 0 (default: 1e-3 for qat, 5e-3 otherwise, "
                    "at batch 64)")
-    p.add_argument("--sparsity", type=float, default=0.5, help="prune: final fraction of zero weights")
+    p.add_argument("--sparsity", type=float, default=0.5,
+                   help="prune: final fraction of zero weights over the prunable convs and dense layers")
+    p.add_argument("--prune-allocation", choices=ALLOCATIONS, default="sensitivity",
+                   help="prune: per-layer sparsities from a one-shot sensitivity scan (layers that matter "
+                        "least lose most), or the same sparsity in every layer")
     p.add_argument("--prune-block", type=int, default=4,
                    help="prune: 1x1-conv and dense weights go in blocks of this many input channels, which "
                         "gzip packs (1 = any single weight)")

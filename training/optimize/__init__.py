@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 METHODS = ("qat", "prune", "cluster", "prune+qat")
+ALLOCATIONS = ("sensitivity", "uniform")
 # Fine-tuning peak LRs at batch 64 (SGD, cosine): QAT only nudges weights to the int8 grid; pruning
 # and clustering have to recover from removed or merged weights.
 DEFAULT_LR = {"qat": 0.001, "prune": 0.005, "cluster": 0.005, "prune+qat": 0.005}
@@ -41,6 +42,7 @@ class OptimizeOptions:
     lr: float | None = None  # default: DEFAULT_LR at batch 64, scaled linearly
     sparsity: float = 0.5  # prune, prune+qat
     prune_block: int = 4  # 1x1-conv/dense weights pruned in blocks of this many input channels
+    prune_allocation: str = "sensitivity"  # per-layer sparsity from a one-shot scan, or "uniform"
     clusters: int = 16  # cluster
     eval_images: int = 0  # 0 = the whole validation split
     calibration_images: int = 200  # for the post-training int8 rows
@@ -56,6 +58,12 @@ class OptimizeOptions:
                                 "from `keras-models train`)")
         if not 0 < self.sparsity < 1:
             raise OptimizeError(f"--sparsity must be between 0 and 1 (e.g. 0.5), got {self.sparsity}")
+        if self.prune_allocation not in ALLOCATIONS:
+            raise OptimizeError(f"--prune-allocation must be one of {', '.join(ALLOCATIONS)}, "
+                                f"got {self.prune_allocation!r}")
+        if self.prune_allocation == "sensitivity" and self.sparsity > 0.95:
+            raise OptimizeError(f"--sparsity {self.sparsity} is above 0.95, the most the sensitivity scan "
+                                "gives one layer; use --prune-allocation uniform")
         if not 1 <= self.prune_block <= 16:
             raise OptimizeError(f"--prune-block must be 1-16 (e.g. 4), got {self.prune_block}")
         if not 2 <= self.clusters <= 256:

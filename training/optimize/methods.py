@@ -15,6 +15,7 @@ Which layers each method touches:
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
@@ -76,7 +77,7 @@ def apply_qat(model: tf_keras.Model, preserve_sparsity: bool = False) -> tf_kera
         return Q.quantize_apply(annotated, scheme) if scheme else Q.quantize_apply(annotated)
 
 
-def _compressible(layer) -> bool:
+def compressible(layer) -> bool:
     """Conv2D (not the stem) and Dense: where the parameters are."""
     if isinstance(layer, tf_keras.layers.Dense):
         return True
@@ -131,27 +132,110 @@ def _pointwise(layer) -> bool:
             and tuple(layer.strides) == (1, 1) and layer.groups == 1)
 
 
-def apply_pruning(model: tf_keras.Model, sparsity: float, steps: int, block: int = 4) -> tuple[tf_keras.Model, list]:
-    """Magnitude pruning ramped from 0 to `sparsity` over the first half of the steps, then held
-    (the network recovers in the second half).
+def _block_of(layer, block: int) -> int:
+    """Pruning block along input channels: 1x1 convs and dense layers only (kxk convs weight by weight)."""
+    return block if isinstance(layer, tf_keras.layers.Dense) or _pointwise(layer) else 1
 
-    1x1 convs and dense layers lose weights in blocks of `block` input channels (1 = any weight);
-    kxk convs weight by weight.
+
+def magnitude_prune(kernel: np.ndarray, sparsity: float, block: int = 1) -> np.ndarray:
+    """`kernel` with its smallest-magnitude `sparsity` zeroed, scoring blocks of `block` input
+    channels by their mean |w| as tfmot's block pruning does (input channels are axis -2)."""
+    score = np.abs(kernel.reshape(-1, *kernel.shape[-2:]))  # (taps, in, out)
+    if block > 1:
+        whole = score.shape[1] // block * block
+        pooled = score[:, :whole].reshape(score.shape[0], -1, block, score.shape[2]).mean(axis=2)
+        score = np.concatenate([np.repeat(pooled, block, axis=1), score[:, whole:]], axis=1)
+    k = int(round(sparsity * score.size))
+    if k == 0:
+        return kernel
+    threshold = np.partition(score.ravel(), k - 1)[k - 1]
+    return np.where(score.reshape(kernel.shape) <= threshold, 0, kernel).astype(kernel.dtype)
+
+
+LEVELS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)  # per-layer sparsities the scan tries
+
+
+def allocate_sparsity(model: tf_keras.Model, images: np.ndarray, sparsity: float, block: int = 4,
+                      progress=None) -> dict[str, float]:
+    """Per-layer sparsities that reach `sparsity` over all compressible weights where removing
+    them costs least (a one-shot sensitivity scan, as in Han et al. 2015 and Distiller).
+
+    Each layer alone is magnitude-pruned to each of `LEVELS`; the cost is the KL divergence of
+    the model's predictions on `images` from its own unpruned ones. Sparsities then minimise the
+    summed cost for the weights removed (a Lagrangian search over a price per weight), the one
+    layer at the margin taking a fraction so the total is exact. Why: layers differ by orders of
+    magnitude. On digits, ReXNet 1.0x keeps 96-97% with its SE convs 95% pruned, but drops to
+    35-45% with its expand or project convs 75% pruned; uniform 75% left 51% one-shot, this
+    allocation 97%.
+    """
+    predict = tf.function(lambda x: tf.nn.log_softmax(model(x, training=False)))
+    reference = predict(images).numpy()
+    layers = [layer for layer in model.layers if compressible(layer)]
+    costs, sizes = {}, {}
+    for layer in layers:
+        kernel = layer.kernel.numpy()
+        sizes[layer.name], cost = kernel.size, [0.0]
+        for level in LEVELS[1:]:
+            layer.kernel.assign(magnitude_prune(kernel, level, _block_of(layer, block)))
+            log_q = predict(images).numpy()
+            cost.append(float((np.exp(reference) * (reference - log_q)).sum(axis=1).mean()))
+        layer.kernel.assign(kernel)
+        costs[layer.name] = cost
+        if progress is not None:
+            progress()
+    needed = sparsity * sum(sizes.values())
+
+    def pick(price: float) -> dict[str, float]:
+        return {name: LEVELS[int(np.argmin([c - price * sizes[name] * s for c, s in zip(cost, LEVELS)]))]
+                for name, cost in costs.items()}
+
+    def removed(choice: dict[str, float]) -> float:
+        return sum(sizes[name] * s for name, s in choice.items())
+
+    if sparsity > LEVELS[-1]:
+        raise ValueError(f"sparsity {sparsity} is above the scan's highest level {LEVELS[-1]}")
+    low, high = 0.0, 1e-9
+    while removed(pick(high)) < needed:
+        high *= 2
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (low, mid) if removed(pick(mid)) >= needed else (mid, high)
+    choice, above = pick(low), pick(high)
+    for name in [n for n in choice if choice[n] != above[n]]:  # the margin: raise until exact
+        step = sizes[name] * (above[name] - choice[name])
+        gap = needed - removed(choice)
+        if gap <= 0:
+            break
+        choice[name] = choice[name] + (above[name] - choice[name]) * min(1.0, gap / step)
+    return choice
+
+
+def apply_pruning(model: tf_keras.Model, sparsity: float | dict[str, float], steps: int,
+                  block: int = 4) -> tuple[tf_keras.Model, list, int]:
+    """Magnitude pruning ramped from 0 to each layer's final sparsity over the first half of the
+    steps, then held (the network recovers in the second half). Returns the model, its callbacks
+    and the step from which every mask is final.
+
+    `sparsity` is one fraction for every compressible layer or a per-layer table
+    (`allocate_sparsity`); layers absent from it stay dense. 1x1 convs and dense layers lose
+    weights in blocks of `block` input channels (1 = any weight); kxk convs weight by weight.
     """
     sparsity_api = tfmot.sparsity.keras
-    schedule = sparsity_api.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
-                                            end_step=max(1, steps // 2), frequency=max(1, steps // 50))
+    end = max(1, steps // 2)
 
     def wrap(layer):
-        if not _compressible(layer):
+        final = sparsity.get(layer.name, 0.0) if isinstance(sparsity, dict) else sparsity
+        if not compressible(layer) or final <= 0:
             return layer
-        if block > 1 and _pointwise(layer):
+        schedule = sparsity_api.PolynomialDecay(initial_sparsity=0.0, final_sparsity=final, begin_step=0,
+                                                end_step=end, frequency=max(1, steps // 50))
+        blocks = (_block_of(layer, block), 1)
+        if blocks[0] > 1 and _pointwise(layer):
             layer = Pointwise.of(layer)
-        blocks = (block, 1) if isinstance(layer, (Pointwise, tf_keras.layers.Dense)) else (1, 1)
         return sparsity_api.prune_low_magnitude(layer, pruning_schedule=schedule, block_size=blocks)
 
     pruned = tf_keras.models.clone_model(model, clone_function=wrap)
-    return pruned, [sparsity_api.UpdatePruningStep()]
+    return pruned, [sparsity_api.UpdatePruningStep()], end
 
 
 def apply_clustering(model: tf_keras.Model, clusters: int) -> tf_keras.Model:
@@ -160,7 +244,7 @@ def apply_clustering(model: tf_keras.Model, clusters: int) -> tf_keras.Model:
     init = cluster.CentroidInitialization.KMEANS_PLUS_PLUS
 
     def wrap(layer):
-        if not _compressible(layer):
+        if not compressible(layer):
             return layer
         return cluster.cluster_weights(layer, number_of_clusters=clusters, cluster_centroids_init=init)
 
@@ -200,7 +284,7 @@ def _kernels(model: tf_keras.Model) -> list:
     kernels = []
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
-        if not _compressible(inner):
+        if not compressible(inner):
             continue
         if inner is layer:
             kernels.append(layer.kernel.numpy())
