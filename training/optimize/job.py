@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -134,15 +135,14 @@ def run(opts: OptimizeOptions) -> dict:
         if opts.method in ("prune", "prune+qat"):
             sparsity: float | dict[str, float] = opts.sparsity
             if opts.prune_allocation == "sensitivity":
-                scan = np.stack(calibration[:SCAN_IMAGES])
-                layers = sum(M.compressible(layer) for layer in optimized.layers)
-                with tqdm(total=layers, desc="sensitivity scan", unit="layer", disable=not opts.verbose) as bar:
-                    sparsity = M.allocate_sparsity(optimized, scan, opts.sparsity, opts.prune_block, bar.update)
+                bar = lambda layers: tqdm(layers, desc="sensitivity scan", unit="layer", disable=not opts.verbose)
+                sparsity = M.allocate_sparsity(optimized, np.stack(calibration[:SCAN_IMAGES]), opts.sparsity,
+                                               opts.prune_block, bar)
                 layer_sparsity = {name: round(s, 3) for name, s in sparsity.items()}
             pruned, callbacks, final_step = M.apply_pruning(optimized, sparsity, opts.epochs * steps,
                                                             opts.prune_block)
             # The best epoch once every mask is final (Keras validation accuracy of the pruned model).
-            best = _KeepBest(lambda net, logs: 100 * logs["val_top1"], first_epoch=-(-final_step // steps) - 1)
+            best = _KeepBest(lambda net, logs: 100 * logs["val_top1"], first_epoch=math.ceil(final_step / steps) - 1)
             history["prune"] = fine_tune(pruned, f"pruning to {opts.sparsity:.0%} sparsity", callbacks, best)
             optimized = M.strip(pruned)
             info["batch_norm"] = batch_norm_statistics(optimized)
