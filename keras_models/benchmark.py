@@ -78,6 +78,9 @@ class BenchOptions:
         for peer in self.compare:
             if peer not in PEERS:
                 raise BenchmarkError(f"--compare {peer!r} is not one of {', '.join(PEERS)}")
+            if peer == "keras.applications":  # before any model is built or timed
+                for name in self.models:
+                    keras_applications_name(name)
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise BenchmarkError("--batch-size takes positive integers, e.g. 1,32")
         if not self.img_sizes or min(self.img_sizes) < 32:
@@ -133,16 +136,24 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# Our registry name -> the keras.applications constructor of the same architecture.
+KERAS_APPLICATIONS = {**{f"efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)},
+                      **{f"efficientnetv2_b{i}": f"EfficientNetV2B{i}" for i in range(4)},
+                      **{f"efficientnetv2_{s}": f"EfficientNetV2{s.upper()}" for s in "sml"}}
+
+
+def keras_applications_name(name: str) -> str:
+    if name not in KERAS_APPLICATIONS:
+        raise BenchmarkError(f"keras.applications has no twin of {name}; "
+                             f"it has {', '.join(sorted(KERAS_APPLICATIONS))}")
+    return KERAS_APPLICATIONS[name]
+
+
 def keras_applications_twin(name: str, img_size: int, num_classes: int):
     """The keras.applications model with the same architecture, or a BenchmarkError."""
     import keras
 
-    table = {f"efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)}
-    table.update({f"efficientnetv2_b{i}": f"EfficientNetV2B{i}" for i in range(4)})
-    table.update({f"efficientnetv2_{s}": f"EfficientNetV2{s.upper()}" for s in "sml"})
-    if name not in table:
-        raise BenchmarkError(f"keras.applications has no twin of {name}; it has {', '.join(sorted(table))}")
-    return getattr(keras.applications, table[name])(
+    return getattr(keras.applications, keras_applications_name(name))(
         weights=None, input_shape=(img_size, img_size, 3), classes=num_classes, classifier_activation=None)
 
 
