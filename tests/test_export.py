@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PHOTOS, run_cli
+from conftest import PHOTOS, randomize, run_cli
 
 FORMATS = ["--formats", "saved_model,tflite,onnx", "--tflite-quant", "float32,float16,dynamic,int8"]
 
@@ -135,6 +135,27 @@ def test_python_api_versions_and_serving_signatures(run, tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes element\] \[1\]"):
         loaded.signatures["serving_default"](image_bytes=tf.constant([photo, b"<html>not an image</html>"]))
     assert loaded.signatures["serving_default"](image_bytes=tf.constant([photo]))["probabilities"].shape == (1, 10)
+
+
+def test_pruned_kernels_are_stored_sparse_and_run_the_same(tmp_path):
+    """Zeros from pruning shrink the .tflite itself (DENSIFY expands them), not only its gzip."""
+    import keras_models as km
+    from keras_models.export import LiteModel, tflite
+
+    model = km.create_model("rexnet_100", input_shape=(32, 32, 3), num_classes=10)
+    randomize(model)
+    dense = 4 * model.count_params()  # float32 bytes, as a dense .tflite stores them
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # 75% of the 1x1 convs' input channels pruned
+        if layer.name.endswith(("expand_conv", "project_conv", "top_conv")):
+            kernel = layer.kernel.numpy()
+            kernel[:, :, rng.random(kernel.shape[2]) < 0.75] = 0
+            layer.kernel.assign(kernel)
+    runner = LiteModel(tflite(model, tmp_path / "pruned.tflite"))
+    assert (tmp_path / "pruned.tflite").stat().st_size < 0.6 * dense  # 0.56 (1.0 stored dense)
+    assert "DENSIFY" in {op["op_name"] for op in runner.interpreter._get_ops_details()}
+    x = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(runner(x), np.asarray(model(x, training=False)), atol=1e-5)
 
 
 def _flex_model():
