@@ -27,6 +27,11 @@ def test_every_family_has_an_exact_tf_keras_twin_that_tfmot_accepts():
         assert row["twin_layers"] == row["layers"], name
         assert row["twin_diff"] < 1e-4, (name, row["twin_diff"])
         assert row["qat_finite"] and row["qat_shape"] == [4, 10], name
+        # QAT starts from calibrated ranges (the input's is the pixels'), not tfmot's [-6, 6] ...
+        assert row["ranges"] > 50 and row["ranges_at_default"] == 0, name
+        assert row["input_range"] == pytest.approx([0.0, 255.0], abs=0.01), name
+        # ... which is what keeps the int8 grid close to the float model before any fine-tuning.
+        assert row["calibrated_err"] < 0.05 * row["ref_max"] < row["default_err"], name
         assert row["roundtrip_diff"] == 0.0, name  # weights out of the QAT wrappers, untouched
         assert row["pruned_layers"] > 10, name
         assert row["pruned_diff"] < 1e-4 and row["stripped_diff"] < 1e-4, name  # Pointwise == 1x1 Conv2D

@@ -23,8 +23,12 @@ for name in sys.argv[1:]:
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     ref = np.asarray(model(x, training=False))
     twin_diff = float(np.abs(twin(x, training=False).numpy() - ref).max())
-    qat = M.apply_qat(twin)
+    default_err = float(np.abs(M.apply_qat(twin)(x, training=False).numpy() - ref).max())  # tfmot's [-6, 6]
+    qat = M.apply_qat(twin, calibration=[x])
     qat_out = qat(x, training=False).numpy()
+    bounds = {v.name[:-len("_min:0")]: v.numpy() for v in qat.weights if v.name.endswith("_min:0")}
+    ranges = {name: (low, next(v.numpy() for v in qat.weights if v.name == f"{name}_max:0"))
+              for name, low in bounds.items()}  # activation ranges, and weight ranges per channel
     again = create_model(name, **options)  # weights back out of the QAT wrappers, to Keras 3
     copy_weights(qat, again)
     roundtrip_diff = float(np.abs(np.asarray(again(x, training=False)) - ref).max())
@@ -43,7 +47,11 @@ for name in sys.argv[1:]:
         "name": name, "layers": len(model.layers), "twin_layers": len(twin.layers),
         "twin_diff": twin_diff,
         "qat_finite": bool(np.isfinite(qat_out).all()), "qat_shape": list(qat_out.shape),
-        "roundtrip_diff": roundtrip_diff,
+        "roundtrip_diff": roundtrip_diff, "calibrated_err": float(np.abs(qat_out - ref).max()),
+        "default_err": default_err, "ranges": len(ranges),
+        "ranges_at_default": sum(bool(np.any((low == -6) & (high == 6))) for low, high in ranges.values()),
+        "input_range": [float(b) for name, r in ranges.items() if name.startswith("quantize_layer") for b in r],
+        "ref_max": float(np.abs(ref).max()),
         "pruned_layers": sum(type(layer).__name__ == "PruneLowMagnitude" for layer in pruned.layers),
         "pruned_diff": pruned_diff, "stripped_diff": stripped_diff, "stripped_classes_same": same_classes,
         "allocated": allocated, "allocation_range": [min(allocation.values()), max(allocation.values())],

@@ -154,7 +154,8 @@ def run(opts: OptimizeOptions) -> dict:
             info["batch_norm"] = batch_norm_statistics(optimized)
             info["unique_values_per_kernel"] = M.unique_values(optimized)
         if opts.method in ("qat", "prune+qat"):
-            qat = M.apply_qat(optimized, preserve_sparsity=opts.method == "prune+qat")
+            batches = [np.stack(calibration[k:k + 32]) for k in range(0, len(calibration), 32)]
+            qat = M.apply_qat(optimized, preserve_sparsity=opts.method == "prune+qat", calibration=batches)
             # The epoch whose converted int8 TFLite validates best (fake quantization differs by an image or two).
             best = _KeepBest(lambda net, logs: int8_top1(net), log_as="val_int8_top1")
             history["qat"] = fine_tune(qat, "quantization-aware training", keep_best=best)

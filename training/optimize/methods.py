@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
+from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
 
 from training.optimize.twin import CUSTOM_OBJECTS, PartialResidual
 
@@ -62,11 +63,13 @@ def _annotate(layer):
     return Q.quantize_annotate_layer(layer)
 
 
-def apply_qat(model: tf_keras.Model, preserve_sparsity: bool = False) -> tf_keras.Model:
+def apply_qat(model: tf_keras.Model, preserve_sparsity: bool = False,
+              calibration: Iterable[np.ndarray] = ()) -> tf_keras.Model:
     """Fake-quantized model (int8 weights per channel, int8 activations) that trains in float.
 
     BatchNorm statistics are frozen: QAT learns the int8 grid around the trained float function,
-    and re-estimating statistics from a few fine-tuning batches only moves it away.
+    and re-estimating statistics from a few fine-tuning batches only moves it away. Activation
+    ranges start from `calibration` batches (`calibrate_ranges`), where post-training int8 starts.
     """
     for layer in model.layers:
         if isinstance(layer, tf_keras.layers.BatchNormalization):
@@ -76,7 +79,48 @@ def apply_qat(model: tf_keras.Model, preserve_sparsity: bool = False) -> tf_kera
         scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
     with Q.quantize_scope(SCOPE):
         annotated = tf_keras.models.clone_model(model, clone_function=_annotate)
-        return Q.quantize_apply(annotated, scheme) if scheme else Q.quantize_apply(annotated)
+        qat = Q.quantize_apply(annotated, scheme) if scheme else Q.quantize_apply(annotated)
+    calibrate_ranges(qat, calibration)
+    return qat
+
+
+def calibrate_ranges(qat: tf_keras.Model, batches: Iterable[np.ndarray]) -> int:
+    """Set every activation range to the min/max the model's tensors reach over `batches` (with
+    0 inside, as TFLite needs) and every weight range to its weights, as post-training int8
+    calibrates; returns how many activation ranges were set.
+
+    Why: tfmot starts each range at [-6, 6] and moves it by an exponential average with decay
+    0.999, so after a short fine-tune (3 epochs of 22 steps on digits) the converted model still
+    quantizes with ranges 94% the default: tensors beyond 6 clip and an SE gate in [0, 1] gets a
+    twelfth of the int8 grid. The layers run in inference mode (no dropout, frozen BatchNorm)
+    while tfmot's own range ops observe, switched to training for the pass.
+    """
+    names = ("LastValueQuantize", "MovingAvgQuantize", "AllValuesQuantize")
+    originals = {name: getattr(quant_ops, name) for name in names}
+    seen: set[int] = set()
+
+    def weights(inputs, min_var, max_var, **kwargs):  # the range of the weights themselves
+        return originals["LastValueQuantize"](inputs, min_var, max_var, **{**kwargs, "is_training": True})
+
+    def activations(inputs, min_var, max_var, per_channel=False, ema_decay=None, **kwargs):
+        if per_channel:  # none in the 8-bit schemes; left to the fine-tune
+            return originals["MovingAvgQuantize"](inputs, min_var, max_var, per_channel=True, **kwargs)
+        if id(min_var) not in seen:  # forget the [-6, 6] default, then min/max over every batch
+            seen.add(id(min_var))
+            min_var.assign(tf.zeros_like(min_var))
+            max_var.assign(tf.zeros_like(max_var))
+        return originals["AllValuesQuantize"](inputs, min_var, max_var, **{**kwargs, "is_training": True})
+
+    patched = {"LastValueQuantize": weights, "MovingAvgQuantize": activations, "AllValuesQuantize": activations}
+    for name in names:
+        setattr(quant_ops, name, patched[name])
+    try:
+        for x in batches:
+            qat(tf.convert_to_tensor(x), training=False)  # eager, so every range op is a patched one
+    finally:
+        for name in names:
+            setattr(quant_ops, name, originals[name])
+    return len(seen)
 
 
 def compressible(layer) -> bool:
