@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
-OUT=benchmarks/results
+OUT=${OUT:-benchmarks/results}  # another folder for another machine: OUT=benchmarks/results/<cpu> make bench
 mkdir -p "$OUT"
 KM="$BIN/keras-models benchmark --warmup 3 --iters 10"
 
