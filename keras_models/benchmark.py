@@ -16,6 +16,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -419,6 +420,11 @@ def plot(rows: list[dict], path: Path, title: str = "") -> Path:
         ax.set_title(f"images/s vs {xlabel}")
         if ax.lines:
             ax.legend(fontsize=6)
+        else:  # one value per series: no line to draw, and an empty grid reads as a failure
+            ax.text(0.5, 0.5, f"one {xlabel} per configuration:\nsee throughput", ha="center", va="center",
+                    transform=ax.transAxes, color="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
     ax = axes[1][1]
     for (impl, model, runtime, prefix), rs in series.items():
         for size in sorted({r["infer_img_size"] for r in rs}):
@@ -431,7 +437,7 @@ def plot(rows: list[dict], path: Path, title: str = "") -> Path:
     ax.set_title("peak memory (process high-water mark while timing)")
     if ax.lines:
         ax.legend(fontsize=6)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle("\n".join(textwrap.wrap(title, 170, break_on_hyphens=False)), fontsize=9)  # the command, whole
     fig.tight_layout()
     with atomic_output(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
