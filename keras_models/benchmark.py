@@ -246,7 +246,7 @@ def _fill(row: dict, prefix: str, timing: dict[str, float], batch: int, size: in
         row[f"{prefix}_{key}"] = round(value, 2)
     row[f"{prefix}_batch_size"], row[f"{prefix}_img_size"] = batch, size
     row[f"{prefix}_peak_rss_mb"] = round(rss, 1) if rss else None
-    if prefix == "infer" and peak_gflops:
+    if prefix == "infer" and peak_gflops and row["runtime"] != "tflite-int8":  # the peak is float32's
         achieved = 2 * row["infer_gmacs"] * row["infer_samples_per_sec"]
         row["infer_pct_of_peak"] = round(100 * achieved / peak_gflops, 1)
 

@@ -247,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="intra-op threads for TF, TFLite and torch (0: all cores)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10, help="timed steps per configuration")
-    p.add_argument("--peak-gflops", type=float, help="this CPU's float32 peak (benchmarks/fma_peak), for %% of peak")
+    p.add_argument("--peak-gflops", type=float,
+                   help="this CPU's float32 peak (benchmarks/fma_peak), for float32 runs' %% of peak")
     p.add_argument("--results-file", default="benchmark.csv", help="CSV to write; the chart goes beside it (.png)")
     p.add_argument("--plot", help="chart path (default: the results file with .png)")
     p.set_defaults(func=_cmd_benchmark)

@@ -29,7 +29,10 @@ def test_benchmark_against_keras_applications(tmp_path):
         assert float(row["infer_samples_per_sec"]) == pytest.approx(int(row["infer_batch_size"]) / median * 1e3,
                                                                     rel=0.01)
         assert float(row["param_count"]) == pytest.approx(5.29, abs=0.01)  # B0: 5.29 M trainable
-        assert 0 < float(row["infer_pct_of_peak"]) < 100
+        if row["runtime"] == "tflite-int8":  # int8 MACs against the float32 FMA peak mean nothing
+            assert row["infer_pct_of_peak"] == ""
+        else:
+            assert 0 < float(row["infer_pct_of_peak"]) < 100
         assert float(row["infer_peak_rss_mb"]) > 100
         # a train step only where there is one to take (Keras), none for a TFLite file
         assert bool(row["train_samples_per_sec"]) == (row["runtime"] == "keras")
