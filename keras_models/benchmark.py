@@ -4,7 +4,9 @@ Every configuration is timed the same way: synthetic inputs made once, `warmup` 
 then `iters` timed steps; the row keeps the median step time and the 10th/90th percentiles.
 Columns follow timm's `benchmark.py` (`infer_samples_per_sec`, `infer_step_time` in ms,
 `param_count` in millions, `infer_gmacs` per image, ...) plus the settings, device and versions.
-TensorFlow-only (like `export`); timm runs in a child process that never imports TensorFlow.
+The `keras` runtime runs on TensorFlow or JAX (`KERAS_BACKEND=jax`: each step is one jitted
+stateless call, which is how JAX users train); the export runtimes need TensorFlow. timm runs in
+a child process that never imports TensorFlow, on the GPU when the parent's backend has one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +93,11 @@ class BenchOptions:
             raise BenchmarkError("--warmup must be >= 0 and --iters >= 1")
         if self.precision != "float32" and set(self.runtimes) - {"keras"}:
             raise BenchmarkError("mixed precision applies to the keras runtime; export runtimes are float32/int8")
+        from keras_models.hotpath import backend
+
+        if backend() != "tensorflow" and set(self.runtimes) - {"keras"}:
+            raise BenchmarkError(f"--runtime {','.join(self.runtimes)} needs the TensorFlow backend "
+                                 f"(KERAS_BACKEND={backend()} times the keras runtime only)")
 
 
 def timed(step: Callable[[], object], warmup: int, iters: int) -> dict[str, float]:
@@ -125,6 +133,22 @@ class PeakRSS:
             import resource
 
             self.mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def device_name() -> str:
+    """The accelerator the backend runs on (JAX or TF GPU), else the CPU's model name."""
+    from keras_models.hotpath import accelerator_present, backend
+
+    if accelerator_present():
+        if backend() == "jax":
+            import jax
+
+            return jax.devices()[0].device_kind
+        import tensorflow as tf
+
+        gpu = tf.config.list_physical_devices("GPU")[0]
+        return tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+    return cpu_name()
 
 
 def cpu_name() -> str:
@@ -163,12 +187,19 @@ class Bench:
 
     def __init__(self, options: BenchOptions):
         import keras
-        import tensorflow as tf
 
         from keras_models.hotpath import use_jit
 
-        self.o, self.tf, self.keras = options, tf, keras
-        self.jit = use_jit(options.jit_compile)
+        self.o, self.keras = options, keras
+        self.jax = keras.backend.backend() == "jax"
+        if self.jax:
+            self.tf = None
+            self.jit = True  # JAX compiles every step with XLA; there is no graph without it
+        else:
+            import tensorflow as tf
+
+            self.tf = tf
+            self.jit = use_jit(options.jit_compile)
         keras.config.set_dtype_policy(options.precision)
         self.rng = np.random.default_rng(0)
 
@@ -181,7 +212,9 @@ class Bench:
                             classifier_activation=None)
 
     def images(self, batch: int, size: int):
-        return self.tf.constant(self.rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32))
+        """Made once, on the backend's default device (the GPU when there is one)."""
+        pixels = self.rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+        return self.keras.ops.convert_to_tensor(pixels)
 
     def infer_step(self, model, runtime: str, impl: str, batch: int, size: int, tmp: Path) -> Callable[[], object]:
         tf, x = self.tf, self.images(batch, size)
@@ -190,7 +223,11 @@ class Bench:
                 from keras_models.inference import inference_model
 
                 model = inference_model(model, "on" if self.jit else "off")  # the fused units carry XLA
+                if self.jax:
+                    return jax_infer_step(model, x)
                 fn = tf.function(lambda t: model(t, training=False))
+            elif self.jax:
+                return jax_infer_step(model, x)
             else:
                 fn = tf.function(lambda t: model(t, training=False), jit_compile=self.jit)
             return lambda: fn(x).numpy()
@@ -211,11 +248,13 @@ class Bench:
     def train_step(self, model, batch: int, size: int) -> Callable[[], object]:
         tf, keras = self.tf, self.keras
         x = self.images(batch, size)
-        y = tf.constant(self.rng.integers(0, self.o.num_classes, batch))
+        y = keras.ops.convert_to_tensor(self.rng.integers(0, self.o.num_classes, batch))
         optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
         if self.o.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if self.jax:
+            return jax_train_step(model, optimizer, loss_fn, x, y)
         variables = model.trainable_variables
 
         @tf.function(jit_compile=self.jit)
@@ -229,13 +268,61 @@ class Bench:
         return lambda: step(x, y).numpy()
 
 
+def jax_infer_step(model, x) -> Callable[[], object]:
+    """One jitted stateless forward pass; `np.asarray` waits for the device."""
+    import jax
+
+    forward = jax.jit(lambda tv, ntv, t: model.stateless_call(tv, ntv, t, training=False)[0])
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    return lambda: np.asarray(forward(tv, ntv, x))
+
+
+def jax_train_step(model, optimizer, loss_fn, x, y) -> Callable[[], object]:
+    """Forward, backward and optimizer update as one jitted function of the state (Keras 3's JAX
+    loop), the state donated so XLA updates it in place; loss scaling included for float16.
+    It trains copies of the variables: the model itself is left as it was."""
+    import jax
+    import keras
+
+    optimizer.build(model.trainable_variables)
+
+    def scaled_loss(tv, ntv, ov, x, y):
+        logits, ntv = model.stateless_call(tv, ntv, x, training=True)
+        loss = loss_fn(y, logits)
+        with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, ov))):
+            scaled = optimizer.scale_loss(loss)  # reads the loss scale from `ov` (no-op unless float16)
+        return scaled, (loss, ntv)
+
+    gradients = jax.value_and_grad(scaled_loss, has_aux=True)
+
+    @partial(jax.jit, donate_argnums=0)
+    def step(state, x, y):
+        tv, ntv, ov = state
+        (_, (loss, ntv)), grads = gradients(tv, ntv, ov, x, y)
+        tv, ov = optimizer.stateless_apply(ov, grads, tv)
+        return loss, (tv, ntv, ov)
+
+    state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
+             [v.value for v in optimizer.variables])
+    # donation consumes the buffers it is given: start from copies, never from the model's own arrays
+    state = jax.tree_util.tree_map(lambda a: a.copy(), state)
+
+    def run() -> float:
+        nonlocal state
+        loss, state = step(state, x, y)
+        return float(loss)
+
+    return run
+
+
 def _row(o: BenchOptions, model: str, impl: str, runtime: str, graph: str, jit: bool, batch: int, size: int,
          macs: int, params: int, versions: dict) -> dict:
     return {"model": model, "impl": impl, "runtime": runtime, "graph": graph, "precision": o.precision,
             "jit_compile": "on" if jit else "off", "threads": o.threads or os.cpu_count(),
             "infer_batch_size": batch, "infer_img_size": size, "infer_gmacs": round(macs / 1e9, 3),
-            "param_count": round(params / 1e6, 3), "device": cpu_name(), "peak_gflops": o.peak_gflops,
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+            "param_count": round(params / 1e6, 3), "device": device_name(), "peak_gflops": o.peak_gflops,
+            "onednn": None if "jax" in versions else os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
             "versions": json.dumps(versions, sort_keys=True), "command": o.command}
 
 
@@ -255,17 +342,29 @@ def run(options: BenchOptions, progress: Callable[[str], None] = print) -> list[
     """Every (model, implementation, runtime, image size, batch size) as one row."""
     options.check()
     import keras
-    import tensorflow as tf
 
     from keras_models.cost import count_macs, count_params
 
-    if options.threads:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(options.threads)
-        except RuntimeError:
-            pass  # the runtime already started (in-process use): keep its setting
+    versions = {"keras": keras.__version__, "python": platform.python_version()}
+    if keras.backend.backend() == "jax":
+        import jax
+
+        versions["jax"] = jax.__version__
+    else:
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+        if options.threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(options.threads)
+            except RuntimeError:
+                pass  # the runtime already started (in-process use): keep its setting
+        for gpu in tf.config.list_physical_devices("GPU"):  # leave GPU memory to timm's child process
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:
+                pass
     bench = Bench(options)
-    versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()}
     rows = []
     infer = options.bench in ("infer", "both")
     train = options.bench in ("train", "both")
@@ -302,11 +401,16 @@ def run(options: BenchOptions, progress: Callable[[str], None] = print) -> list[
 
 
 def timm_rows(options: BenchOptions, name: str, size: int, macs: int, progress: Callable[[str], None]) -> list[dict]:
-    """The timm (PyTorch) twin, timed the same way in a child process that never imports TensorFlow."""
-    progress(f"timm   {name} {size}px (PyTorch, child process)")
+    """The timm (PyTorch) twin, timed the same way in a child process that never imports TensorFlow:
+    on the GPU when our backend runs on one (channels-last, as timm benchmarks GPUs), in the same
+    precision (torch autocast for the mixed policies)."""
+    from keras_models.hotpath import accelerator_present
+
+    device = "cuda" if accelerator_present() else "cpu"
+    progress(f"timm   {name} {size}px (PyTorch on {device}, child process)")
     job = {"model": name, "img_size": size, "batch_sizes": options.batch_sizes, "bench": options.bench,
            "threads": options.threads or os.cpu_count(), "warmup": options.warmup, "iters": options.iters,
-           "num_classes": options.num_classes}
+           "num_classes": options.num_classes, "device": device, "precision": options.precision}
     done = subprocess.run([sys.executable, "-m", "keras_models.timm_bench", json.dumps(job)],
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -318,7 +422,7 @@ def timm_rows(options: BenchOptions, name: str, size: int, macs: int, progress: 
         batch = entry["batch_size"]
         row = _row(options, name, "timm", "pytorch", "eager", False, batch, size, macs, entry["params"],
                    result["versions"])
-        row["precision"] = "float32"
+        row["device"] = result["device"]
         for prefix in ("infer", "train"):
             if prefix in entry:
                 _fill(row, prefix, entry[prefix], batch, size, entry.get(f"{prefix}_rss"),

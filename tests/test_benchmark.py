@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
 
+import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 TIMM_COLUMNS = {"model", "infer_samples_per_sec", "infer_step_time", "infer_batch_size", "infer_img_size",
                 "infer_gmacs", "param_count", "train_samples_per_sec", "train_step_time", "train_batch_size",
@@ -56,6 +62,54 @@ def test_compare_timm_runs_pytorch_or_says_how_to_install(tmp_path):
     assert (ours["impl"], timm_row["impl"], timm_row["runtime"]) == ("keras_models", "timm", "pytorch")
     assert timm_row["param_count"] == ours["param_count"]  # the same network: the same trainable parameters
     assert float(timm_row["infer_samples_per_sec"]) > 0 and "torch" in timm_row["versions"]
+
+
+# The JAX backend's benchmark (how GPU runs are timed): the CLI in this process, then its train step
+# alone in float16 with dynamic loss scaling: the first steps overflow and are skipped while the
+# scale halves from 2**15, then the loss must fall (dropout makes it noisy). The model's own
+# weights must be untouched: the step trains copies.
+JAX_BENCH = textwrap.dedent("""
+    import json, sys
+    import keras, numpy as np
+    import keras_models as km
+    from keras_models.benchmark import jax_train_step
+    from keras_models.cli import main
+    assert main(sys.argv[1:]) == 0
+    tf = "tensorflow" in sys.modules  # now: seeding below imports it where it is installed
+    keras.config.set_dtype_policy("mixed_float16")
+    keras.utils.set_random_seed(0)
+    model = km.create_model("rexnet_100", input_shape=(32, 32, 3), num_classes=4, classifier_activation=None)
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    before = model.predict(x, verbose=0)
+    step = jax_train_step(model, keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.01)),
+                          keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(np.arange(8) % 4))
+    losses = [step() for _ in range(24)]
+    unchanged = float(np.abs(model.predict(x, verbose=0) - before).max())
+    print("RESULT " + json.dumps({"losses": losses, "unchanged": unchanged, "tf": tf}))
+""")
+
+
+def test_benchmark_on_jax_times_jitted_steps_without_tensorflow(tmp_path):
+    out = tmp_path / "jax.csv"
+    r = subprocess.run(
+        [sys.executable, "-c", JAX_BENCH, "benchmark", "--model", "rexnet_100", "--batch-size", "2", "--img-size",
+         "32", "--precision", "mixed_float16", "--warmup", "1", "--iters", "2", "--results-file", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout.split("RESULT ")[-1])
+    (row,) = csv.DictReader(out.open())
+    assert (row["precision"], row["jit_compile"]) == ("mixed_float16", "on")  # JAX compiles every step
+    assert float(row["infer_samples_per_sec"]) > 0 and float(row["train_samples_per_sec"]) > 0
+    assert "jax" in json.loads(row["versions"]) and "tensorflow" not in json.loads(row["versions"])
+    assert result["tf"] is False  # the JAX path never imports TensorFlow (the GPU image has none)
+    losses = result["losses"]
+    assert all(np.isfinite(losses)) and max(losses[-8:]) < 0.1 * losses[0], losses
+    assert result["unchanged"] == 0.0  # the step trains copies: donated buffers never were the model's
+    r = run_cli("benchmark", "--runtime", "tflite", "--results-file", str(tmp_path / "x.csv"),
+                env={"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == 2 and "needs the TensorFlow backend" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("args, message", [
