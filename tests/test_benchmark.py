@@ -64,8 +64,8 @@ def test_compare_timm_runs_pytorch_or_says_how_to_install(tmp_path):
     assert float(timm_row["infer_samples_per_sec"]) > 0 and "torch" in timm_row["versions"]
 
 
-# The JAX backend's benchmark (how GPU runs are timed): the CLI in this process, then its train step
-# alone in float16 with dynamic loss scaling: the first steps overflow and are skipped while the
+# The JAX backend's benchmark (how GPU runs are timed): the CLI in this process, then the train step
+# it times, alone, in float16 with dynamic loss scaling: the first steps overflow and are skipped while the
 # scale halves from 2**15, then the loss must fall (dropout makes it noisy). The model's own
 # weights must be untouched: the step trains copies.
 JAX_BENCH = textwrap.dedent("""
@@ -93,15 +93,16 @@ JAX_BENCH = textwrap.dedent("""
 def test_benchmark_on_jax_times_jitted_steps_without_tensorflow(tmp_path):
     out = tmp_path / "jax.csv"
     r = subprocess.run(
-        [sys.executable, "-c", JAX_BENCH, "benchmark", "--model", "rexnet_100", "--batch-size", "2", "--img-size",
-         "32", "--precision", "mixed_float16", "--warmup", "1", "--iters", "2", "--results-file", str(out)],
+        [sys.executable, "-c", JAX_BENCH, "benchmark", "--model", "rexnet_100", "--bench", "infer", "--batch-size",
+         "2", "--img-size", "32", "--precision", "mixed_float16", "--warmup", "1", "--iters", "2",
+         "--results-file", str(out)],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
         env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(r.stdout.split("RESULT ")[-1])
     (row,) = csv.DictReader(out.open())
     assert (row["precision"], row["jit_compile"]) == ("mixed_float16", "on")  # JAX compiles every step
-    assert float(row["infer_samples_per_sec"]) > 0 and float(row["train_samples_per_sec"]) > 0
+    assert float(row["infer_samples_per_sec"]) > 0  # (the train step is timed below, not twice)
     assert "jax" in json.loads(row["versions"]) and "tensorflow" not in json.loads(row["versions"])
     assert result["tf"] is False  # the JAX path never imports TensorFlow (the GPU image has none)
     losses = result["losses"]
