@@ -29,7 +29,7 @@ demo: venv
 	$(BIN)/keras-models verify saved_models/rexnet_100
 
 lint: venv
-	$(BIN)/ruff check keras_models training tests
+	$(BIN)/ruff check keras_models training benchmarks tests
 
 test: venv lint
 	$(BIN)/python -m pytest

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 import keras_models as km  # noqa: E402
-from keras_models.benchmark import device_name  # noqa: E402
+from benchmarks.speed import device_name  # noqa: E402
 
 PAIRS = (("rexnet_100", "rexnet_100"), ("efficientnet_b0", "tf_efficientnet_b0"))
 POLICIES = os.environ.get("POLICIES", "float32,mixed_bfloat16,mixed_float16").split(",")

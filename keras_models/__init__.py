@@ -6,18 +6,18 @@ from typing import TYPE_CHECKING
 # Lazy exports (PEP 562): `import keras_models.cli` must not start TensorFlow before the CLI
 # can silence its start-up logging. First attribute access imports Keras and registers models.
 _EXPORTS = {
-    **{n: "keras_models.efficientnet" for n in (
+    **{n: "keras_models.models.efficientnet" for n in (
         "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4",
         "EfficientNetB5", "EfficientNetB6", "EfficientNetB7", "EfficientNetLite0", "EfficientNetLite1",
         "EfficientNetLite2", "EfficientNetLite3", "EfficientNetLite4", "EfficientNetV2B0",
         "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S",
         "EfficientNetV2M", "EfficientNetV2L")},
-    "ReXNet": "keras_models.rexnet",
+    "ReXNet": "keras_models.models.rexnet",
     "PartialResidual": "keras_models.layers",
-    "load_model": "keras_models.registry",
-    "create_model": "keras_models.registry",
-    "list_models": "keras_models.registry",
-    "model_info": "keras_models.registry",
+    "load_model": "keras_models.models",
+    "create_model": "keras_models.models",
+    "list_models": "keras_models.models",
+    "model_info": "keras_models.models",
     "decode_predictions": "keras_models.imagenet",
     "imagenet_classes": "keras_models.imagenet",
     "preprocess_input": "keras_models.imagenet",
@@ -45,11 +45,11 @@ def __dir__():
 
 
 if TYPE_CHECKING:
-    from keras_models.efficientnet import *  # noqa: F403
     from keras_models.imagenet import decode_predictions, imagenet_classes, preprocess_input  # noqa: F401
     from keras_models.inference import inference_model  # noqa: F401
-    from keras_models.registry import create_model, list_models, load_model, model_info  # noqa: F401
-    from keras_models.rexnet import ReXNet  # noqa: F401
+    from keras_models.models import create_model, list_models, load_model, model_info  # noqa: F401
+    from keras_models.models.efficientnet import *  # noqa: F403
+    from keras_models.models.rexnet import ReXNet  # noqa: F401
     from keras_models.spec import feature_extractor, feature_taps  # noqa: F401
 
 __version__ = "0.1.0"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -10,7 +9,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from keras_models.files import atomic_output
+from keras_models.files import atomic_output, file_digest
 
 MIRROR_ENV = "KERAS_MODELS_WEIGHTS_MIRROR"  # base URL that replaces every weight URL's folder
 
@@ -31,18 +30,10 @@ def resolve_url(url: str) -> str:
 
 def file_matches(path: Path, md5: str | None = None, hash_prefix: str | None = None) -> bool:
     if md5:
-        return _digest(path, "md5") == md5
+        return file_digest(path, "md5") == md5
     if hash_prefix:
-        return _digest(path, "sha256").startswith(hash_prefix)
+        return file_digest(path, "sha256").startswith(hash_prefix)
     return True
-
-
-def _digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch(url: str, *, md5: str | None = None, hash_prefix: str | None = None, timeout: float = 60.0) -> Path:

@@ -1,7 +1,8 @@
-"""Output hygiene: write-then-rename (nothing half-written at the final path), quiet C++ logs."""
+"""Output hygiene: write-then-rename (nothing half-written at the final path), file hashes, quiet C++ logs."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -18,13 +19,27 @@ def atomic_output(target: Path, suffix: str = "") -> Iterator[str]:
     try:
         yield tmp
         if os.path.exists(tmp):  # mkstemp makes 0600; give the file the permissions open() would
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def umask() -> int:
+    """The process umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 @contextmanager

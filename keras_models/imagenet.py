@@ -33,8 +33,8 @@ def preprocess_input(x, model: str = "rexnet_100"):
     """Normalise [0, 255] RGB the way `model` expects, for models built with
     `include_preprocessing=False`. (With the default `include_preprocessing=True` the model
     does this itself and you feed raw pixels.)"""
-    from keras_models.registry import get_entry
+    from keras_models.models import get_entry
 
-    net = get_entry(model).spec()
+    net = get_entry(model).make_spec()
     x = np.asarray(x, dtype="float32") / 255.0
     return (x - np.asarray(net.mean, "float32")) / np.asarray(net.std, "float32")

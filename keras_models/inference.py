@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from keras_models.hotpath import use_jit
+from keras_models.backend import use_jit
 from keras_models.layers import DepthwiseSE, Render, rendering
 from keras_models.spec import build
 

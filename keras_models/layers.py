@@ -15,7 +15,7 @@ from types import ModuleType
 import keras
 from keras import layers, ops
 
-from keras_models import hotpath
+from keras_models import backend
 
 # keras.applications initialisers (EfficientNet paper / TF reference).
 # Configs, not instances (as keras.applications does): Keras 3 fixes an unseeded initializer
@@ -89,11 +89,11 @@ class BatchNormalization(layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         fusable = (training and self.trainable and mask is None and not self.renorm and not self.synchronized
-                   and self.scale and self.center and hotpath.fused_batch_norm_available(inputs, self.axis))
+                   and self.scale and self.center and backend.fused_batch_norm_available(inputs, self.axis))
         if not fusable:
             return super().call(inputs, training=training, mask=mask)
         x = ops.cast(inputs, "float32")
-        y, mean, variance = hotpath.fused_batch_norm(
+        y, mean, variance = backend.fused_batch_norm(
             x, ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32"), self.epsilon)
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
@@ -123,7 +123,7 @@ class Render:
 
     `inference`: every BatchNorm is folded into the conv/dense before it (which gains a bias),
     and each depthwise conv + BN + activation + SE sequence becomes one `DepthwiseSE` unit,
-    whose computation is XLA-compiled when `jit` (see `hotpath.use_jit`).
+    whose computation is XLA-compiled when `jit` (see `backend.use_jit`).
     """
 
     inference: bool = False
@@ -295,7 +295,7 @@ class DepthwiseSE(layers.Layer):
         self.kernel, self.stride, self.padding = kernel, stride, padding
         self.act, self.se_ch, self.se_act, self.act_after_se, self.jit = act, se_ch, se_act, act_after_se, jit
         self.sources = dict(sources or {})
-        self._compute = hotpath.compiled(self._unit, jit)
+        self._compute = backend.compiled(self._unit, jit)
 
     @classmethod
     def from_spec(cls, spec: BlockSpec, style: NetStyle, jit: bool = False) -> DepthwiseSE:

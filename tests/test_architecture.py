@@ -9,7 +9,7 @@ from conftest import randomize
 
 import keras_models as km
 from keras_models.cost import count_macs, count_params
-from keras_models.rexnet import rexnet_spec
+from keras_models.models.rexnet import rexnet_spec
 from keras_models.spec import build
 
 # ../shared/reference/rexnet.md §1.3 (official ReXNetV1, measured in PyTorch).

@@ -72,7 +72,7 @@ JAX_BENCH = textwrap.dedent("""
     import json, sys
     import keras, numpy as np
     import keras_models as km
-    from keras_models.benchmark import jax_train_step
+    from benchmarks.speed import jax_train_step
     from keras_models.cli import main
     assert main(sys.argv[1:]) == 0
     tf = "tensorflow" in sys.modules  # now: seeding below imports it where it is installed

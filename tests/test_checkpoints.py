@@ -165,7 +165,7 @@ def test_convert_wrong_family_and_truncated_file(fixtures, tmp_path):
 
 
 def test_depth_mismatch_reports_unused_tensor(fixtures):
-    from keras_models.rexnet import rexnet_spec
+    from keras_models.models.rexnet import rexnet_spec
     from keras_models.weights import convert_state_dict
 
     state = read_checkpoint(fixtures / "rexnet_100_timm.safetensors")

@@ -14,8 +14,9 @@ import pytest
 from conftest import load_fixture, run_cli
 
 from keras_models.download import DownloadError, fetch
-from keras_models.registry import ModelEntry, Pretrained, create_from_entry
-from keras_models.rexnet import rexnet_spec
+from keras_models.models import create_from_entry
+from keras_models.models.rexnet import rexnet_spec
+from keras_models.registry import ModelEntry, Pretrained
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_fetch_good_corrupted_and_missing(server, tmp_path, monkeypatch, fixture
 
 
 def _entry(url: str, sha: str) -> ModelEntry:
-    return ModelEntry(name="rexnet_100", family="rexnet", spec=lambda **kw: rexnet_spec(1.0, **kw),
+    return ModelEntry(name="rexnet_100", family="rexnet", make_spec=lambda **kw: rexnet_spec(1.0, **kw),
                       pretrained=Pretrained(url=url, source="timm", hash_prefix=sha[:8]))
 
 

@@ -168,18 +168,18 @@ def _flex_model():
 
 
 def test_flex_ops_fail_loudly_and_nothing_is_published(tmp_path):
-    from keras_models.export import ExportError, tflite
-    from keras_models.export.bundle import export_model, prepare
-    from training.data import Pipeline
+    from keras_models.export import ExportError, ExportPlan, export_model, tflite
+    from keras_models.export.measure import prepare
+    from keras_models.preprocessing import EvalTransform
 
     with pytest.raises(ExportError, match="outside the TFLite builtins \\(ScaleAndTranslate\\)"):
         tflite(_flex_model(), tmp_path / "flexy.tflite")
     assert not list(tmp_path.iterdir())
 
-    images = prepare([(PHOTOS / "coffee.jpg").read_bytes()], Pipeline(image_size=16, crop_pct=1.0))
+    images = prepare([(PHOTOS / "coffee.jpg").read_bytes()], EvalTransform(image_size=16, crop_pct=1.0))
+    plan = ExportPlan(name="flexy", labels=["a", "b", "c"], crop_pct=1.0, interpolation="bilinear")
     with pytest.raises(ExportError, match="ScaleAndTranslate"):
-        export_model(_flex_model(), tmp_path / "repo", "flexy", labels=["a", "b", "c"], images=images,
-                     calibration=None, crop_pct=1.0, interpolation="bilinear", verbose=False)
+        export_model(_flex_model(), tmp_path / "repo", plan, images, verbose=False)
     assert [p.name for p in (tmp_path / "repo" / "flexy").iterdir()] == []  # no version, no staging
 
 

@@ -102,11 +102,11 @@ def test_weights_files_load_across_the_batch_norm_classes(tmp_path):
     import keras
 
     from keras_models.layers import KerasAPI, PartialResidual, keras_api
-    from keras_models.registry import get_entry
+    from keras_models.models import get_entry
     from keras_models.spec import build
 
     with keras_api(KerasAPI(keras, PartialResidual, layers.BatchNormalization)):
-        plain = build(get_entry("rexnet_100").spec(), input_shape=(32, 32, 3), num_classes=4)
+        plain = build(get_entry("rexnet_100").make_spec(), input_shape=(32, 32, 3), num_classes=4)
     assert not any(isinstance(layer, BatchNormalization) for layer in plain.layers)
     randomize(plain)
     plain.save_weights(tmp_path / "plain.weights.h5")

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from conftest import randomize
 
-from keras_models.registry import create_model, get_entry
+from keras_models.models import create_model, get_entry
 from training.optimize import methods as M
 from training.optimize.twin import build_twin, copy_weights
 
@@ -18,7 +18,7 @@ for name in sys.argv[1:]:
     options = {"input_shape": (32, 32, 3), "num_classes": 10, "classifier_activation": None}
     model = create_model(name, **options)
     randomize(model)  # well-conditioned weights and BN statistics, so outputs compare meaningfully
-    twin = build_twin(get_entry(name).spec(), **options)
+    twin = build_twin(get_entry(name).make_spec(), **options)
     copy_weights(model, twin)
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     ref = np.asarray(model(x, training=False))

@@ -1,4 +1,4 @@
-"""`keras-models train|eval|optimize` (also `python -m training ...`).
+"""`keras-models train|eval|optimize|export` (also `python -m training ...`), found by the CLI as an entry point.
 
 Every `TrainConfig` field is a flag (`image_size` -> `--image-size`), generated from the
 dataclass so the two never drift; flags override `--config recipe.yaml`, which overrides the
@@ -90,8 +90,17 @@ def cmd_optimize(args: argparse.Namespace) -> None:
              calibration_images=args.calibration_images, distill=args.distill)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from training.export_run import export
+
+    export(weights=args.weights, model=args.model, labels=args.labels, formats=args.formats,
+           tflite_quant=args.tflite_quant, data=args.data, calibration=args.calibration,
+           calibration_images=args.calibration_images, eval_images=args.eval_images, image_size=args.image_size,
+           crop_pct=args.crop_pct, out=args.out, name=args.name)
+
+
 def add_subcommands(sub) -> None:
-    """Register `train` and `eval` on an argparse subparsers object."""
+    """Register `train`, `eval`, `optimize` and `export` on an argparse subparsers object."""
     p = sub.add_parser("train", help="train a model (tf.distribute, resumable); see `train --help`")
     add_config_arguments(p)
     p.set_defaults(func=cmd_train)
@@ -138,6 +147,25 @@ def add_subcommands(sub) -> None:
     p.add_argument("--no-distill", dest="distill", action="store_false",
                    help="fine-tune on the labels instead of the source model's predictions")
     p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("export", help="SavedModel for TF Serving, TFLite for Android, ONNX; measured",
+                       description="Export a weights file as the next version of OUT/NAME, every format run on "
+                                   "the evaluation images and compared with the Keras model.")
+    p.add_argument("--weights", default="imagenet", help="a weights file (its run's config.yaml and labels.txt "
+                   "are read when beside it), imagenet or none")
+    p.add_argument("--model", help="registry name (default: from the run's config.yaml)")
+    p.add_argument("--labels", help="class names, one per line (default: labels.txt beside the weights)")
+    p.add_argument("--formats", default="saved_model,tflite", help="comma list of saved_model, tflite, onnx")
+    p.add_argument("--tflite-quant", default="float32", help="comma list of float32, float16, dynamic, int8")
+    p.add_argument("--data", help="evaluation data (default: the run's), e.g. digits, folder:PATH")
+    p.add_argument("--calibration", help="int8 calibration data, its training split (default: --data)")
+    p.add_argument("--calibration-images", type=int, default=200)
+    p.add_argument("--eval-images", type=int, default=500, help="validation images to measure on")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--crop-pct", type=float)
+    p.add_argument("--out", default="saved_models", help="model repository (TF Serving's model base path)")
+    p.add_argument("--name", help="model name in the repository (default: the registry name)")
+    p.set_defaults(func=cmd_export)
 
 
 def main(argv: list[str] | None = None) -> int:

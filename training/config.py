@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from keras_models.hotpath import JIT_SETTINGS
+from keras_models.backend import JIT_SETTINGS, PRECISIONS
 
 
 class ConfigError(ValueError):
@@ -41,7 +41,6 @@ RECIPES = {
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 # When a run picks another optimizer than its family's recipe: (lr @ 256 images, weight decay), timm-like.
 OPTIMIZER_DEFAULTS = {"sgd": (0.1, 1e-5), "rmsprop": (0.016, 1e-5), "adamw": (1e-3, 0.05)}
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 SWITCHES = JIT_SETTINGS
 

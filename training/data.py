@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from keras_models.preprocessing import IMAGE_FORMATS, EvalTransform, decode_image
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF87a", b"GIF89a", b"BM")
 CACHE_LIMIT = 50_000  # sources with at most this many training files keep their bytes in memory
@@ -117,16 +119,12 @@ def _scan_classes(root: Path, class_names: list[str] | None = None) -> tuple[lis
             if not path.is_file() or path.name.startswith("."):
                 continue
             if path.suffix.lower() not in IMAGE_EXTENSIONS or not _is_image_file(path):
-                print(f"warning: skipping {path}: not a JPEG/PNG/GIF/BMP image", file=sys.stderr)
+                print(f"warning: skipping {path}: not a {IMAGE_FORMATS} image", file=sys.stderr)
                 skipped += 1
                 continue
             files.append(str(path))
             labels.append(label)
     return class_names, files, labels, skipped
-
-
-def decode_image(encoded: tf.Tensor) -> tf.Tensor:
-    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
 
 def _folder(root: Path, val_split: float, seed: int) -> DataSource:
@@ -264,6 +262,20 @@ def _tfrecord(arg: str, val_split: float) -> DataSource:
                       num_train=num_train, num_val=num_val, decode=decode_image, cache=num_train <= CACHE_LIMIT)
 
 
+def encoded_images(source: DataSource, split: str, limit: int) -> tuple[list[bytes], np.ndarray]:
+    """Up to `limit` images of a source's split as encoded bytes (PNG for in-memory arrays), with labels."""
+    ds = getattr(source, split).take(limit)
+    if source.read is not None:
+        ds = ds.map(lambda raw, y: (source.read(raw), y))
+    encoded, labels = [], []
+    for raw, y in ds:
+        if raw.dtype != tf.string:
+            raw = tf.io.encode_png(tf.cast(source.decode(raw), tf.uint8))
+        encoded.append(raw.numpy())
+        labels.append(int(y))
+    return encoded, np.array(labels, np.int64)
+
+
 # --- transforms --------------------------------------------------------------------------
 def random_resized_crop(image: tf.Tensor, size: int, scale: tuple[float, float], seed: tf.Tensor) -> tf.Tensor:
     """Inception crop (area `scale`, aspect 3/4-4/3), resized to size x size, seeded statelessly."""
@@ -273,19 +285,6 @@ def random_resized_crop(image: tf.Tensor, size: int, scale: tuple[float, float],
         use_image_if_no_bounding_boxes=True)
     crop = tf.slice(image, begin, crop_size)
     return tf.image.resize(crop, [size, size], method="bilinear")
-
-
-def center_crop(image: tf.Tensor, size: int, crop_pct: float, interpolation: str = "bilinear") -> tf.Tensor:
-    """Evaluation: short side to size/crop_pct (aspect kept), then the central size x size.
-
-    Takes one HxWx3 image or an NxHxWx3 batch; the serving signatures run exactly this.
-    """
-    shape = tf.cast(tf.shape(image)[-3:-1], tf.float32)
-    scale = (size / crop_pct) / tf.reduce_min(shape)
-    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
-    image = tf.image.resize(image, new, method=interpolation, antialias=True)
-    top, left = (new[0] - size) // 2, (new[1] - size) // 2
-    return tf.clip_by_value(image[..., top:top + size, left:left + size, :], 0.0, 255.0)
 
 
 def mix_batch(images: tf.Tensor, labels: tf.Tensor, mixup: float, cutmix: float, seed: tf.Tensor):
@@ -319,7 +318,7 @@ def mix_batch(images: tf.Tensor, labels: tf.Tensor, mixup: float, cutmix: float,
 
 @dataclass(frozen=True)
 class Pipeline:
-    """How images become batches, for training and for evaluation (the export uses `eval_image`)."""
+    """How images become batches, for training and for evaluation (`eval_transform`, the serving contract)."""
 
     image_size: int
     crop_pct: float
@@ -331,8 +330,13 @@ class Pipeline:
     cutmix: float = 0.0
     seed: int = 0
 
+    @property
+    def eval_transform(self) -> EvalTransform:
+        """The serving contract's transform at this pipeline's size, crop and interpolation."""
+        return EvalTransform(self.image_size, self.crop_pct, self.interpolation)
+
     def eval_image(self, image: tf.Tensor) -> tf.Tensor:
-        return center_crop(tf.cast(image, tf.float32), self.image_size, self.crop_pct, self.interpolation)
+        return self.eval_transform.eval_image(image)
 
     def train_dataset(self, source: DataSource, batch_size: int, *, input_context=None,
                       skip_elements: int = 0) -> tf.data.Dataset:

@@ -1,4 +1,4 @@
-"""Choosing a tf.distribute strategy; who is the chief. (The XLA policy is `keras_models.hotpath.use_jit`.)"""
+"""Choosing a tf.distribute strategy; who is the chief. (The XLA policy is `keras_models.backend.use_jit`.)"""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ def run_settings(weights: str | None, *, model: str | None = None, data: str | N
                  seed: int | None = None, data_dir: str | None = None) -> RunSettings:
     """Settings not given come from the run's `config.yaml` beside the weights, then the defaults,
     so `eval`/`export --weights runs/x/best.weights.h5` use exactly the split and transform training used."""
-    from keras_models.registry import get_entry
+    from keras_models.models import get_entry
 
     run_config = Path(weights).expanduser().parent / "config.yaml" if weights else None
     run = TrainConfig.from_yaml(run_config) if run_config and run_config.is_file() else None
@@ -48,7 +48,7 @@ def run_settings(weights: str | None, *, model: str | None = None, data: str | N
     source = data_lib.load(data, val_split=val_split, seed=seed, data_dir=data_dir or defaults.data_dir)
     entry = get_entry(model)
     image_size = image_size or (run.image_size if same_data else None) or source.defaults.get(
-        "image_size", entry.spec().default_size)
+        "image_size", entry.make_spec().default_size)
     crop_pct = crop_pct or (run.crop_pct if same_data else None) or source.defaults.get("crop_pct", entry.crop_pct)
     pipeline = data_lib.Pipeline(image_size=image_size, crop_pct=crop_pct, interpolation=entry.interpolation)
     return RunSettings(model, source, pipeline, run)
@@ -58,7 +58,7 @@ def evaluate(*, model: str | None = None, weights: str, data: str | None = None,
              crop_pct: float | None = None, batch_size: int = 128, val_split: float | None = None,
              seed: int | None = None, data_dir: str | None = None, verbose: bool = True) -> dict:
     """Top-1/top-5 of a weights file on a validation split (settings as `run_settings` resolves them)."""
-    from keras_models.registry import create_model
+    from keras_models.models import create_model
     from training.trainer import evaluate_dataset, make_eval_step
 
     settings = run_settings(weights, model=model, data=data, image_size=image_size, crop_pct=crop_pct,

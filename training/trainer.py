@@ -22,9 +22,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_models.backend import use_jit
 from keras_models.files import atomic_output
-from keras_models.hotpath import use_jit
-from keras_models.registry import create_model, get_entry
+from keras_models.models import create_model, get_entry
 from training import data as data_lib
 from training.config import ConfigError, TrainConfig
 from training.distribute import is_chief, make_strategy
@@ -90,7 +90,7 @@ class Trainer:
         keras.utils.set_random_seed(cfg.seed)
         self.chief = is_chief(self.strategy)
         self.entry = get_entry(cfg.model)
-        net = self.entry.spec()
+        net = self.entry.make_spec()
         self.source = data_lib.load(cfg.data, val_split=cfg.val_split, seed=cfg.seed, data_dir=cfg.data_dir,
                                     manual_dir=cfg.manual_dir)
         self.cfg = cfg = cfg.resolve(self.entry.family, self.source.defaults, self.source.num_classes,

@@ -28,10 +28,14 @@ class ExportError(RuntimeError):
     """An export that cannot produce a deployable model, with what to change."""
 
 
+def ends_in_logits(model: keras.Model) -> bool:
+    """Whether the model's last layer has no activation (a training run's weights: logits out)."""
+    return getattr(getattr(model.layers[-1], "activation", None), "__name__", "") == "linear"
+
+
 def ensure_probabilities(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     """`x -> probabilities`, adding a softmax when the model ends in logits (a training run's weights)."""
-    last = model.layers[-1]
-    logits = getattr(getattr(last, "activation", None), "__name__", "") == "linear"
+    logits = ends_in_logits(model)
 
     def probabilities(x: tf.Tensor) -> tf.Tensor:
         y = tf.cast(model(x, training=False), tf.float32)

@@ -29,13 +29,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_models.export.lite import ensure_probabilities, image_size_of
-from keras_models.files import atomic_output, quiet_stderr
+from keras_models.files import atomic_output, quiet_stderr, umask
 from keras_models.inference import serving_graph
-from training.data import center_crop
+from keras_models.preprocessing import IMAGE_FORMATS, center_crop, decode_image
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 CARD_FILE = "model_card.json"
-BAD_IMAGE = "is not a readable JPEG/PNG/GIF/BMP image"
+BAD_IMAGE = f"is not a readable {IMAGE_FORMATS} image"
 
 
 def serving_module(model: keras.Model, labels_path: str, *, crop_pct: float, interpolation: str,
@@ -63,7 +63,7 @@ def serving_module(model: keras.Model, labels_path: str, *, crop_pct: float, int
         return {"probabilities": p, "classes": classes, "scores": top.values, "labels": table.lookup(classes)}
 
     def transform(images: tf.Tensor) -> tf.Tensor:
-        return center_crop(tf.cast(images, tf.float32), size, crop_pct, interpolation)
+        return center_crop(images, size, crop_pct, interpolation)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(image_bytes):
@@ -73,7 +73,7 @@ def serving_module(model: keras.Model, labels_path: str, *, crop_pct: float, int
         tf.debugging.Assert(n > 0, ["image_bytes is empty: send at least one image"])
 
         def decode(i, data):
-            return i, transform(tf.io.decode_image(data, channels=3, expand_animations=False))
+            return i, transform(decode_image(data))
 
         ds = tf.data.Dataset.from_tensor_slices((tf.range(n), image_bytes)).map(decode)
         index, images = ds.ignore_errors().batch(tf.maximum(n, 1)).get_single_element()
@@ -98,7 +98,7 @@ def write_warmup(version_dir: Path, name: str, images: Sequence[bytes]) -> int:
 
     requests = [("serving_default", "image_bytes", np.array(images[:1], dtype=object)),
                 ("serving_default", "image_bytes", np.array(images[:8], dtype=object))]
-    pixels = tf.io.decode_image(images[0], channels=3, expand_animations=False).numpy()
+    pixels = decode_image(images[0]).numpy()
     requests.append(("serve_images_uint8", "images", pixels[None]))
     requests.append(("serve_images", "images", pixels[None].astype(np.float32)))
     path = version_dir / "assets.extra" / WARMUP_FILE
@@ -186,17 +186,11 @@ def publish(staging: Path, model_dir: Path, servable: bool = True) -> Path:
             if target.exists():
                 continue
             raise
-        os.chmod(target, 0o755 & ~_umask())  # mkdtemp made it 0700
+        os.chmod(target, 0o755 & ~umask())  # mkdtemp made it 0700
         if servable:
             write_models_config(model_dir.parent)
         return target
     raise RuntimeError(f"could not find a free version number in {model_dir}")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_models_config(repository: Path, base_path: str = "/models") -> Path:

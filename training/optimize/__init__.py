@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 METHODS = ("qat", "prune", "cluster", "prune+qat")
+QAT_SAVED_MODEL = "qat_saved_model"  # the QAT methods write it beside their weights; `export` converts int8 from it
 ALLOCATIONS = ("sensitivity", "uniform")
 # Fine-tuning peak LRs at batch 64 (SGD, cosine): QAT only nudges weights to the int8 grid; pruning
 # and clustering have to recover from removed or merged weights.

@@ -25,11 +25,12 @@ import tf_keras
 import yaml
 from tqdm.auto import tqdm
 
-from keras_models.export import bundle, lite
-from keras_models.export.command import QAT_SAVED_MODEL
-from keras_models.registry import create_model, get_entry
+from keras_models.export import lite
+from keras_models.export.measure import Images, batched, compare, median_ms, prepare
+from keras_models.models import create_model, get_entry
+from training.data import encoded_images
 from training.evaluate import run_settings
-from training.optimize import OptimizeError, OptimizeOptions
+from training.optimize import QAT_SAVED_MODEL, OptimizeError, OptimizeOptions
 from training.optimize import methods as M
 from training.optimize.twin import build_twin, copy_weights
 
@@ -59,14 +60,14 @@ def run(opts: OptimizeOptions) -> dict:
     entry, size, classes = get_entry(settings.model), settings.image_size, source.num_classes
     build_options = {"input_shape": (size, size, 3), "num_classes": classes, "classifier_activation": None}
     model = create_model(settings.model, weights=opts.weights, **build_options)
-    twin = build_twin(entry.spec(), **build_options)
+    twin = build_twin(entry.make_spec(), **build_options)
     copy_weights(model, twin)
     _check_twin(model, twin, size)
 
-    encoded, labels = bundle.encoded_images(source, "val", opts.eval_images or source.num_val)
-    images = bundle.prepare(encoded, pipeline, labels)
-    calib_encoded, _ = bundle.encoded_images(source, "train", opts.calibration_images)
-    calibration = list(bundle.prepare(calib_encoded, pipeline).pixels)
+    encoded, labels = encoded_images(source, "val", opts.eval_images or source.num_val)
+    images = prepare(encoded, pipeline, labels)
+    calib_encoded, _ = encoded_images(source, "train", opts.calibration_images)
+    calibration = list(prepare(calib_encoded, pipeline).pixels)
     steps = opts.steps_per_epoch or max(1, source.num_train // opts.batch_size)
     train = pipeline.train_dataset(source, opts.batch_size)
 
@@ -76,7 +77,7 @@ def run(opts: OptimizeOptions) -> dict:
     val = pipeline.eval_dataset(source, 128).map(one_hot)
     label_smoothing = run_cfg.label_smoothing if run_cfg and run_cfg.label_smoothing is not None else 0.1
     if opts.distill:  # targets: the float source model's probabilities on the same augmented images
-        teacher = build_twin(entry.spec(), **build_options)  # its own variables: tfmot wrappers share layers
+        teacher = build_twin(entry.make_spec(), **build_options)  # its own variables: tfmot wrappers share layers
         copy_weights(model, teacher)
         train = train.map(lambda x, y: (x, tf.nn.softmax(teacher(x, training=False))))
         label_smoothing = 0.0
@@ -240,8 +241,8 @@ def _check_twin(model, twin, size: int) -> None:
         raise OptimizeError(f"the tf_keras twin of {model.name} differs from the Keras 3 model by {diff:.3g}")
 
 
-def _keras_top1(net: tf_keras.Model, images: bundle.Images) -> float:
-    logits = bundle.batched(lambda x: net(x, training=False).numpy(), images.pixels)
+def _keras_top1(net: tf_keras.Model, images: Images) -> float:
+    logits = batched(lambda x: net(x, training=False).numpy(), images.pixels)
     return float((logits.argmax(1) == images.labels).mean() * 100)
 
 
@@ -265,18 +266,18 @@ def _write_qat_saved_model(net: tf_keras.Model, size: int, path: Path) -> None:
     tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
 
 
-def _tflite_top1(path: Path, images: bundle.Images) -> float:
+def _tflite_top1(path: Path, images: Images) -> float:
     probs = lite.LiteModel(path)(images.pixels)
-    return bundle.compare(probs, probs, images.labels)[2]
+    return compare(probs, probs, images.labels)[2]
 
 
-def _measure(name: str, path: Path, images: bundle.Images, note: str = "") -> Result:
+def _measure(name: str, path: Path, images: Images, note: str = "") -> Result:
     runner = lite.LiteModel(path)
     data = path.read_bytes()
     x1 = images.pixels[:1]
     quant = "int8" if runner.input["dtype"] == np.uint8 else "float32"
     return Result(name, path.name, quant, _tflite_top1(path, images), len(data), len(gzip.compress(data, 9)),
-                  bundle.median_ms(lambda: runner(x1)), note)
+                  median_ms(lambda: runner(x1)), note)
 
 
 def _write_run_files(staging: Path, opts: OptimizeOptions, settings, class_names: list[str]) -> None:

@@ -1,7 +1,8 @@
-"""The hot path's backend-specific pieces: TF's fused BatchNorm kernel and the XLA policy.
+"""What differs by Keras backend and device: which backend and accelerator, the XLA policy,
+precision names, and TensorFlow's fused BatchNorm kernel for the training hot path.
 
 Model code stays pure Keras 3 and asks here; on JAX (where the whole step is XLA-compiled
-anyway) every answer falls back to plain `keras.ops`.
+anyway) every answer falls back to plain `keras.ops`. Importable without starting Keras.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 JIT_SETTINGS = ("auto", "on", "off")  # importable without starting Keras (the CLI's option tables)
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies training and benchmarks take
 
 
 def backend() -> str:

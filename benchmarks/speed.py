@@ -1,4 +1,4 @@
-"""`keras-models benchmark`: timm-style speed tables for our models and their peers, side by side.
+"""Speed benchmarks (`keras-models benchmark`): timm-style speed tables for our models and their peers, side by side.
 
 Every configuration is timed the same way: synthetic inputs made once, `warmup` untimed steps,
 then `iters` timed steps; the row keeps the median step time and the 10th/90th percentiles.
@@ -27,11 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_models.hotpath import JIT_SETTINGS
+from keras_models.backend import JIT_SETTINGS, PRECISIONS
 
 BENCHES = ("infer", "train", "both")
 RUNTIMES = ("keras", "saved_model", "tflite", "tflite-int8")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 GRAPHS = ("inference", "plain")  # ours: BN-folded fused units, or the training graph
 PEERS = ("keras.applications", "timm")
 COLUMNS = (
@@ -67,7 +66,7 @@ class BenchOptions:
     command: str = ""
 
     def check(self) -> None:
-        from keras_models.registry import get_entry
+        from keras_models.models import get_entry
 
         for name in self.models:
             get_entry(name)  # raises with the close names
@@ -93,7 +92,7 @@ class BenchOptions:
             raise BenchmarkError("--warmup must be >= 0 and --iters >= 1")
         if self.precision != "float32" and set(self.runtimes) - {"keras"}:
             raise BenchmarkError("mixed precision applies to the keras runtime; export runtimes are float32/int8")
-        from keras_models.hotpath import backend
+        from keras_models.backend import backend
 
         if backend() != "tensorflow" and set(self.runtimes) - {"keras"}:
             raise BenchmarkError(f"--runtime {','.join(self.runtimes)} needs the TensorFlow backend "
@@ -137,7 +136,7 @@ class PeakRSS:
 
 def device_name() -> str:
     """The accelerator the backend runs on (JAX or TF GPU), else the CPU's model name."""
-    from keras_models.hotpath import accelerator_present, backend
+    from keras_models.backend import accelerator_present, backend
 
     if accelerator_present():
         if backend() == "jax":
@@ -188,7 +187,7 @@ class Bench:
     def __init__(self, options: BenchOptions):
         import keras
 
-        from keras_models.hotpath import use_jit
+        from keras_models.backend import use_jit
 
         self.o, self.keras = options, keras
         self.jax = keras.backend.backend() == "jax"
@@ -204,7 +203,7 @@ class Bench:
         self.rng = np.random.default_rng(0)
 
     def build(self, name: str, impl: str, size: int):
-        from keras_models.registry import create_model
+        from keras_models.models import create_model
 
         if impl == "keras.applications":
             return keras_applications_twin(name, size, self.o.num_classes)
@@ -404,14 +403,14 @@ def timm_rows(options: BenchOptions, name: str, size: int, macs: int, progress: 
     """The timm (PyTorch) twin, timed the same way in a child process that never imports TensorFlow:
     on the GPU when our backend runs on one (channels-last, as timm benchmarks GPUs), in the same
     precision (torch autocast for the mixed policies)."""
-    from keras_models.hotpath import accelerator_present
+    from keras_models.backend import accelerator_present
 
     device = "cuda" if accelerator_present() else "cpu"
     progress(f"timm   {name} {size}px (PyTorch on {device}, child process)")
     job = {"model": name, "img_size": size, "batch_sizes": options.batch_sizes, "bench": options.bench,
            "threads": options.threads or os.cpu_count(), "warmup": options.warmup, "iters": options.iters,
            "num_classes": options.num_classes, "device": device, "precision": options.precision}
-    done = subprocess.run([sys.executable, "-m", "keras_models.timm_bench", json.dumps(job)],
+    done = subprocess.run([sys.executable, "-m", "benchmarks.timm_child", json.dumps(job)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()

@@ -13,7 +13,7 @@ import platform
 import sys
 from contextlib import nullcontext
 
-from keras_models.benchmark import PeakRSS, cpu_name, timed  # numpy only at import: no TensorFlow here
+from benchmarks.speed import PeakRSS, cpu_name, timed  # numpy only at import: no TensorFlow here
 
 INSTALL = "pip install -r requirements-bench.txt (torch, torchvision, timm; `make bench` does it)"
 

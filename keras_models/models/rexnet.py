@@ -12,7 +12,8 @@ import math
 import keras
 
 from keras_models.layers import BlockSpec, NetStyle
-from keras_models.registry import ModelEntry, Pretrained, create_from_entry, register
+from keras_models.models.factory import create_from_entry
+from keras_models.registry import ModelEntry, Pretrained, find_entry, register
 from keras_models.spec import NetSpec, make_divisible, stage_letter
 
 STAGE_BLOCKS = (1, 2, 2, 3, 3, 5)
@@ -118,9 +119,10 @@ def ReXNet(
         width, depth, se=se, se_ratio=se_ratio, ch_div=ch_div, lite=lite,
         dropout_rate=dropout_rate, drop_path_rate=drop_path_rate,
     )
-    entry = ModelEntry(name=net.name, family="rexnet", spec=lambda **_: net)
+    # A registered width (rexnet_130, ...) brings its published weights and evaluation settings.
+    entry = find_entry(net.name) or ModelEntry(name=net.name, family="rexnet", make_spec=lambda **_: net)
     return create_from_entry(
-        entry, weights=weights, num_classes=num_classes, include_top=include_top,
+        entry, net=net, weights=weights, num_classes=num_classes, include_top=include_top,
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
         classifier_activation=classifier_activation, include_preprocessing=include_preprocessing,
         features_only=features_only, name=name,
@@ -138,24 +140,34 @@ _V1 = {  # width: (published top-1, top-5, timm release file)
 _LITE = {100: (76.2, 92.8), 130: (77.8, 93.8), 150: (78.6, 94.2), 200: (80.2, 95.0)}
 _R = {100: None, 130: None, 150: None, 200: (82.6, 96.4), 300: (84.0, 97.0)}
 
+def _make_spec(width: float, name: str, **fixed):
+    """The registry's spec factory for one width; stochastic depth answers to both names
+    (timm's `drop_path_rate`, keras.applications' `drop_connect_rate`)."""
+    def make_spec(dropout_rate: float = 0.2, drop_path_rate: float = 0.0, drop_connect_rate: float | None = None,
+                  se: bool = True, se_ratio: float = 1 / 12) -> NetSpec:
+        rate = drop_path_rate if drop_connect_rate is None else drop_connect_rate
+        return rexnet_spec(width, dropout_rate=dropout_rate, drop_path_rate=rate, se=se, se_ratio=se_ratio,
+                           name=name, **fixed)
+
+    return make_spec
+
+
 for _w, (_top1, _top5, _file) in _V1.items():
     register(ModelEntry(
-        name=f"rexnet_{_w}", family="rexnet",
-        spec=lambda _w=_w, **kw: rexnet_spec(_w / 100, name=f"rexnet_{_w}", **kw),
+        name=f"rexnet_{_w}", family="rexnet", make_spec=_make_spec(_w / 100, f"rexnet_{_w}"),
         crop_pct=0.875, interpolation="bicubic", top1=_top1, top5=_top5,
         pretrained=Pretrained(url=_TIMM_RELEASE + _file, source="timm", hash_prefix=_file.split("-")[1][:8])
         if _file else None,
     ))
 for _w, (_top1, _top5) in _LITE.items():
     register(ModelEntry(
-        name=f"rexnet_lite_{_w}", family="rexnet",
-        spec=lambda _w=_w, **kw: rexnet_spec(_w / 100, lite=True, name=f"rexnet_lite_{_w}", **kw),
+        name=f"rexnet_lite_{_w}", family="rexnet", make_spec=_make_spec(_w / 100, f"rexnet_lite_{_w}", lite=True),
         crop_pct=0.875, interpolation="bicubic", top1=_top1, top5=_top5,
     ))
 for _w, _acc in _R.items():
     register(ModelEntry(
         name=f"rexnetr_{_w}", family="rexnet",
-        spec=lambda _w=_w, **kw: rexnet_spec(_w / 100, ch_div=16 if _w >= 300 else 8, name=f"rexnetr_{_w}", **kw),
+        make_spec=_make_spec(_w / 100, f"rexnetr_{_w}", ch_div=16 if _w >= 300 else 8),
         crop_pct=0.95 if _acc else 0.875, interpolation="bicubic",
         top1=_acc[0] if _acc else None, top5=_acc[1] if _acc else None,
     ))

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import keras
 
 from keras_models.layers import BlockSpec, NetStyle
-from keras_models.registry import ModelEntry, Pretrained, create_from_entry, get_entry, register
+from keras_models.models.factory import create_from_entry
+from keras_models.registry import ModelEntry, Pretrained, get_entry, register
 from keras_models.spec import NetSpec, make_divisible, round_repeats, stage_letter
 
 
@@ -130,14 +131,18 @@ def efficientnet_spec(
 
 def _register(name, keras_name, stages, width, depth, res, dropout, crop, top1, top5, variant, pretrained,
               interpolation="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    def spec(dropout_rate=dropout, drop_connect_rate=0.2):
+    def make_spec(dropout_rate: float = dropout, drop_connect_rate: float = 0.2,
+                  drop_path_rate: float | None = None) -> NetSpec:
+        """Stochastic depth answers to both names: keras.applications' `drop_connect_rate`, timm's `drop_path_rate`."""
+        if drop_path_rate is not None:
+            drop_connect_rate = drop_path_rate
         return efficientnet_spec(
             stages, width, depth, res, dropout_rate, name=keras_name, variant=variant,
             drop_connect_rate=drop_connect_rate, mean=mean, std=std,
         )
 
     register(ModelEntry(
-        name=name, family="efficientnet", spec=spec, crop_pct=crop, interpolation=interpolation,
+        name=name, family="efficientnet", make_spec=make_spec, crop_pct=crop, interpolation=interpolation,
         top1=top1, top5=top5, pretrained=pretrained,
     ))
 
