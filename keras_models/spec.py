@@ -20,6 +20,11 @@ from keras_models.layers import (
 )
 
 FEATURE_STRIDES = (2, 4, 8, 16, 32)
+# The layers `build` names after the last block: the classifier (what `include_top` adds, and what a
+# frozen-backbone run trains) and the whole head (absent from a `features_only` extractor).
+CLASSIFIER_LAYERS = ("avg_pool", "head_hidden", "head_hidden_bn", "head_hidden_activation", "top_dropout",
+                     "predictions")
+HEAD_LAYERS = ("top_conv", "top_bn", "top_activation", *CLASSIFIER_LAYERS)
 
 
 @dataclass(frozen=True)

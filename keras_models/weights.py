@@ -20,10 +20,9 @@ from keras_models.checkpoints import CheckpointError, read_checkpoint, read_name
 from keras_models.download import DownloadError, cache_dir, fetch, resolve_url
 from keras_models.files import atomic_output
 from keras_models.layers import BlockSpec
-from keras_models.spec import NetSpec
+from keras_models.spec import HEAD_LAYERS, NetSpec
 
 SOURCES = ("timm", "official", "lukemelas", "keras-applications")
-TOP_LAYERS = ("top_conv", "top_bn", "head_hidden", "head_hidden_bn", "predictions")
 
 # name -> (forward transform, inverse shape map for messages)
 _TRANSFORMS = {
@@ -219,7 +218,7 @@ def assign(model: keras.Model, named: Named, *, strict: bool = True, new_head_ok
             pending[layer] = arrays
     if strict:
         names = {layer.name for layer in model.layers}
-        extra = [n for n in named if n not in names and n not in TOP_LAYERS
+        extra = [n for n in named if n not in names and n not in HEAD_LAYERS
                  and not n.startswith(("normalization", "rescaling"))]
         if extra:
             raise CheckpointError(f"checkpoint layer '{extra[0]}' has no place in {model.name}: wrong model?")

@@ -25,12 +25,12 @@ import tensorflow as tf
 from keras_models.backend import use_jit
 from keras_models.files import atomic_output
 from keras_models.models import create_model, get_entry
+from keras_models.spec import CLASSIFIER_LAYERS
 from training import data as data_lib
 from training.config import ConfigError, TrainConfig
 from training.distribute import is_chief, make_strategy
 from training.optim import ModelEMA, WarmupCosine, make_optimizer
 
-HEAD_LAYERS = ("predictions", "top_dropout", "head_hidden", "head_hidden_bn", "head_hidden_activation")
 # Changing these under an existing run would silently train something else: refuse instead.
 RUN_IDENTITY = ("model", "data", "num_classes", "image_size", "batch_size")
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
@@ -73,7 +73,7 @@ def with_sync_bn(model: keras.Model) -> keras.Model:
 def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
     """Frozen layers run BatchNorm in inference mode (Keras 3: trainable=False implies it)."""
     for layer in model.layers:
-        if layer.name not in HEAD_LAYERS:
+        if layer.name not in CLASSIFIER_LAYERS:
             layer.trainable = trainable
 
 
@@ -84,17 +84,33 @@ class Trainer:
 
     # --- set-up -------------------------------------------------------------------------
     def _setup(self) -> None:
-        cfg = self.requested
-        self.strategy = make_strategy(cfg.strategy)  # first: collectives must be set up before any op
-        set_precision(cfg.precision)
-        keras.utils.set_random_seed(cfg.seed)
+        self.strategy = make_strategy(self.requested.strategy)  # first: collectives must exist before any op
+        set_precision(self.requested.precision)
+        keras.utils.set_random_seed(self.requested.seed)
         self.chief = is_chief(self.strategy)
+        self._resolve()
+        latest = tf.train.latest_checkpoint(str(self.out / "checkpoints"))
+        if latest is not None:
+            self._check_same_run()
+        resuming = latest is not None
+        with self.strategy.scope():
+            self._build_model(resuming)
+            self._build_optimizer()
+        self._make_checkpoint()
+        self.state = RunState()
+        if resuming:
+            self._restore(latest)
+        self._log(self._banner(resuming))
+        self._start_outputs()
+
+    def _resolve(self) -> None:
+        """The data, the resolved config, steps, pipeline and XLA choice."""
+        cfg = self.requested
         self.entry = get_entry(cfg.model)
-        net = self.entry.make_spec()
         self.source = data_lib.load(cfg.data, val_split=cfg.val_split, seed=cfg.seed, data_dir=cfg.data_dir,
                                     manual_dir=cfg.manual_dir)
         self.cfg = cfg = cfg.resolve(self.entry.family, self.source.defaults, self.source.num_classes,
-                                     net.default_size, self.entry.crop_pct)
+                                     self.entry.make_spec().default_size, self.entry.crop_pct)
         replicas = self.strategy.num_replicas_in_sync
         if cfg.batch_size % replicas:
             raise ConfigError(f"batch_size {cfg.batch_size} is the global batch and must divide evenly over "
@@ -105,10 +121,6 @@ class Trainer:
                               f"lower --batch-size")
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.out = Path(cfg.out)
-        ckpt_dir = self.out / "checkpoints"
-        latest = tf.train.latest_checkpoint(str(ckpt_dir))
-        if latest is not None:
-            self._check_same_run()
         self.pipeline = data_lib.Pipeline(
             image_size=cfg.image_size, crop_pct=cfg.crop_pct, interpolation=self.entry.interpolation,
             crop_scale=cfg.crop_scale, hflip=cfg.hflip, randaugment=cfg.randaugment, mixup=cfg.mixup,
@@ -117,50 +129,59 @@ class Trainer:
         if self.jit and cfg.sync_bn:  # synchronized BN all-reduces inside the forward pass
             self.jit = False
             self._log("note: --sync-bn all-reduces inside the forward pass; XLA is off for this run")
-        resuming = latest is not None
-        with self.strategy.scope():
-            keras.utils.set_random_seed(cfg.seed)  # right before the weights exist: same init everywhere
-            options = {k: getattr(cfg, k) for k in ("dropout_rate", "drop_path_rate") if getattr(cfg, k) is not None}
-            self.model = create_model(
-                cfg.model, weights=None if resuming else cfg.weights, num_classes=cfg.num_classes,
-                input_shape=(cfg.image_size, cfg.image_size, 3), classifier_activation=None, **options)
-            if not resuming and not (cfg.weights and cfg.num_classes == 1000):  # the head is new
-                # keras' fan-out init gives a 10-class head logits of std ~6 at the start; scaled
-                # down, a digits run reaches 95% in 8 epochs instead of 89% (README, "Recipe").
-                kernel = self.model.get_layer("predictions").kernel
-                kernel.assign(kernel * cfg.head_init_scale)
-            if cfg.sync_bn:
-                self.model = with_sync_bn(self.model)
-            # last.keras: the same layers and weights with probabilities out, as Keras users expect.
-            probabilities = keras.layers.Activation("softmax", dtype="float32", name="probabilities")
-            self.inference = keras.Model(self.model.inputs, probabilities(self.model.outputs[0]),
-                                         name=self.model.name)
-            warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
-            unfreeze_step = cfg.freeze_epochs * self.steps_per_epoch if cfg.freeze_epochs is not None else None
-            self.schedule = WarmupCosine(cfg.lr, self.total_steps, warmup, cfg.min_lr,
-                                         unfreeze_step, cfg.unfreeze_lr_scale)
-            self.optimizer = make_optimizer(cfg, self.schedule)
-            self.optimizer.build(self.model.trainable_variables)  # slots for every weight, frozen or not
-            self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay else None
-            self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            self.best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_top1")
-            items = {"model": self.model, "optimizer": self.optimizer, "step": self.step_var, "best": self.best_var}
-            if self.ema is not None:
-                items["ema"] = self.ema
-            self.checkpoint = tf.train.Checkpoint(**items)
+
+    def _build_model(self, resuming: bool) -> None:
+        """The training model (logits out) and `inference` (the same layers, probabilities out)."""
+        cfg = self.cfg
+        keras.utils.set_random_seed(cfg.seed)  # right before the weights exist: same init everywhere
+        options = {k: getattr(cfg, k) for k in ("dropout_rate", "drop_path_rate") if getattr(cfg, k) is not None}
+        self.model = create_model(
+            cfg.model, weights=None if resuming else cfg.weights, num_classes=cfg.num_classes,
+            input_shape=(cfg.image_size, cfg.image_size, 3), classifier_activation=None, **options)
+        if not resuming and not (cfg.weights and cfg.num_classes == 1000):  # the head is new
+            # keras' fan-out init gives a 10-class head logits of std ~6 at the start; scaled
+            # down, a digits run reaches 95% in 8 epochs instead of 89% (README, "Recipe").
+            kernel = self.model.get_layer("predictions").kernel
+            kernel.assign(kernel * cfg.head_init_scale)
+        if cfg.sync_bn:
+            self.model = with_sync_bn(self.model)
+        # last.keras: the same layers and weights with probabilities out, as Keras users expect.
+        probabilities = keras.layers.Activation("softmax", dtype="float32", name="probabilities")
+        self.inference = keras.Model(self.model.inputs, probabilities(self.model.outputs[0]), name=self.model.name)
+
+    def _build_optimizer(self) -> None:
+        """LR schedule, optimizer (slots for every weight, frozen or not), EMA, step and best counters."""
+        cfg, steps = self.cfg, self.steps_per_epoch
+        unfreeze_step = cfg.freeze_epochs * steps if cfg.freeze_epochs is not None else None
+        self.schedule = WarmupCosine(cfg.lr, self.total_steps, round(cfg.warmup_epochs * steps), cfg.min_lr,
+                                     unfreeze_step, cfg.unfreeze_lr_scale)
+        self.optimizer = make_optimizer(cfg, self.schedule)
+        self.optimizer.build(self.model.trainable_variables)
+        self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay else None
+        self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_top1")
+
+    def _make_checkpoint(self) -> None:
+        items = {"model": self.model, "optimizer": self.optimizer, "step": self.step_var, "best": self.best_var}
+        if self.ema is not None:
+            items["ema"] = self.ema
+        self.checkpoint = tf.train.Checkpoint(**items)
         # Every worker saves (variables sync collectively); only the chief keeps what it writes.
         self._scratch = None if self.chief else tempfile.mkdtemp(prefix="keras-models-worker-")
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self._scratch or str(ckpt_dir), max_to_keep=2)
-        self.state = RunState()
-        if resuming:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            self.state.step = int(self.step_var.numpy())
-            self.state.best_top1 = float(self.best_var.numpy())
-            self.state.rows = self._read_metrics()
-        self._log(self._banner(resuming))
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self._scratch or str(self.out / "checkpoints"),
+                                                  max_to_keep=2)
+
+    def _restore(self, latest: str) -> None:
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        self.state.step = int(self.step_var.numpy())
+        self.state.best_top1 = float(self.best_var.numpy())
+        self.state.rows = self._read_metrics()
+
+    def _start_outputs(self) -> None:
+        """config.yaml, labels.txt and the TensorBoard writer (the chief's only)."""
         if self.chief:
             self.out.mkdir(parents=True, exist_ok=True)
-            self._write_text("config.yaml", cfg.to_yaml())
+            self._write_text("config.yaml", self.cfg.to_yaml())
             self._write_text("labels.txt", "\n".join(self.source.class_names) + "\n")
             self.writer = tf.summary.create_file_writer(str(self.out / "logs"))
         else:

@@ -30,7 +30,7 @@ from keras_models.export.measure import Images, batched, compare, median_ms, pre
 from keras_models.models import create_model, get_entry
 from training.data import encoded_images
 from training.evaluate import run_settings
-from training.optimize import QAT_SAVED_MODEL, OptimizeError, OptimizeOptions
+from training.optimize import METHODS, QAT_SAVED_MODEL, OptimizeError, OptimizeOptions
 from training.optimize import methods as M
 from training.optimize.twin import build_twin, copy_weights
 
@@ -51,151 +51,206 @@ class Result:
     note: str = ""
 
 
-def run(opts: OptimizeOptions) -> dict:
-    started = time.perf_counter()
-    settings = run_settings(opts.weights, model=opts.model, data=opts.data, image_size=opts.image_size)
-    source, pipeline, run_cfg = settings.source, settings.pipeline, settings.run
-    if run_cfg is not None:  # fine-tune with the run's own augmentation
-        pipeline = dataclasses.replace(pipeline, crop_scale=tuple(run_cfg.crop_scale), hflip=run_cfg.hflip)
-    entry, size, classes = get_entry(settings.model), settings.image_size, source.num_classes
-    build_options = {"input_shape": (size, size, 3), "num_classes": classes, "classifier_activation": None}
-    model = create_model(settings.model, weights=opts.weights, **build_options)
-    twin = build_twin(entry.make_spec(), **build_options)
-    copy_weights(model, twin)
-    _check_twin(model, twin, size)
+class Job:
+    """One optimize run's inputs, built once: the source model and its twin, images, data, fine-tuning."""
 
-    encoded, labels = encoded_images(source, "val", opts.eval_images or source.num_val)
-    images = prepare(encoded, pipeline, labels)
-    calib_encoded, _ = encoded_images(source, "train", opts.calibration_images)
-    calibration = list(prepare(calib_encoded, pipeline).pixels)
-    steps = opts.steps_per_epoch or max(1, source.num_train // opts.batch_size)
-    train = pipeline.train_dataset(source, opts.batch_size)
+    def __init__(self, opts: OptimizeOptions):
+        self.opts = opts
+        self.settings = settings = run_settings(opts.weights, model=opts.model, data=opts.data,
+                                                image_size=opts.image_size)
+        self.source, pipeline, run_cfg = settings.source, settings.pipeline, settings.run
+        if run_cfg is not None:  # fine-tune with the run's own augmentation
+            pipeline = dataclasses.replace(pipeline, crop_scale=tuple(run_cfg.crop_scale), hflip=run_cfg.hflip)
+        self.entry, self.size, classes = get_entry(settings.model), settings.image_size, self.source.num_classes
+        self.build_options = {"input_shape": (self.size, self.size, 3), "num_classes": classes,
+                              "classifier_activation": None}
+        self.model = create_model(settings.model, weights=opts.weights, **self.build_options)
+        self.twin = self.new_twin()
+        _check_twin(self.model, self.twin, self.size)
+        encoded, labels = encoded_images(self.source, "val", opts.eval_images or self.source.num_val)
+        self.images = prepare(encoded, pipeline.eval_transform, labels)
+        calib_encoded, _ = encoded_images(self.source, "train", opts.calibration_images)
+        self.calibration = list(prepare(calib_encoded, pipeline.eval_transform).pixels)
+        self.steps = opts.steps_per_epoch or max(1, self.source.num_train // opts.batch_size)
+        self.train = pipeline.train_dataset(self.source, opts.batch_size)
+        self.val = pipeline.eval_dataset(self.source, 128).map(lambda x, y: (x, tf.one_hot(y, classes)))
+        self.label_smoothing = run_cfg.label_smoothing if run_cfg and run_cfg.label_smoothing is not None else 0.1
+        if opts.distill:  # targets: the float source model's probabilities on the same augmented images
+            teacher = self.new_twin()  # its own variables: tfmot wrappers share layers
+            self.train = self.train.map(lambda x, y: (x, tf.nn.softmax(teacher(x, training=False))))
+            self.label_smoothing = 0.0
+        self.history: dict = {}
+        self.info: dict = {}  # notes for the report (sparsity, BatchNorm statistics, ...)
+        self.layer_sparsity: dict | None = None
 
-    def one_hot(x, y):
-        return x, tf.one_hot(y, classes)
+    @property
+    def labels(self) -> list[str]:
+        return self.source.class_names
 
-    val = pipeline.eval_dataset(source, 128).map(one_hot)
-    label_smoothing = run_cfg.label_smoothing if run_cfg and run_cfg.label_smoothing is not None else 0.1
-    if opts.distill:  # targets: the float source model's probabilities on the same augmented images
-        teacher = build_twin(entry.make_spec(), **build_options)  # its own variables: tfmot wrappers share layers
-        copy_weights(model, teacher)
-        train = train.map(lambda x, y: (x, tf.nn.softmax(teacher(x, training=False))))
-        label_smoothing = 0.0
+    def new_twin(self) -> tf_keras.Model:
+        """A tf_keras twin holding the source model's weights."""
+        twin = build_twin(self.entry.make_spec(), **self.build_options)
+        copy_weights(self.model, twin)
+        return twin
 
-    def bn_batches():
-        """One pass of augmented training images, as the statistics were gathered in training."""
-        return (x for x, _ in train.take(steps))
+    def fine_tune(self, net: tf_keras.Model, phase: str, callbacks=(), keep_best: _KeepBest | None = None) -> dict:
+        opts = self.opts
+        print(f"{phase}: {opts.epochs} epochs x {self.steps} steps, lr {opts.lr} (cosine), batch {opts.batch_size}")
+        schedule = tf_keras.optimizers.schedules.CosineDecay(opts.lr, opts.epochs * self.steps)
+        sgd = tf_keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+        if keep_best is not None:  # the best epoch, as training keeps best.weights.h5
+            callbacks = [*callbacks, keep_best]
+        net.compile(optimizer=sgd, loss=tf_keras.losses.CategoricalCrossentropy(
+                        from_logits=True, label_smoothing=self.label_smoothing),
+                    metrics=[tf_keras.metrics.CategoricalAccuracy(name="top1")])
+        history = net.fit(self.train, epochs=opts.epochs, steps_per_epoch=self.steps, validation_data=self.val,
+                          callbacks=list(callbacks), verbose=opts.verbose)
+        return {k: [round(float(v), 5) for v in vals] for k, vals in history.history.items()}
 
-    def batch_norm_statistics(net: tf_keras.Model) -> str:
+    def batch_norm_statistics(self, net: tf_keras.Model) -> str:
         """Keep the fine-tuned BatchNorm statistics or re-estimate them, whichever validates better.
 
         Re-estimating is what rescues a short run (one-shot 50% pruning: 35% accuracy with stale
         statistics, 95% re-estimated); after a long one the fine-tuned statistics already follow
         the final weights, and the choice is the epoch selection's, on the same validation images.
         """
-        before, weights = _keras_top1(net, images), net.get_weights()
-        M.recalibrate_batch_norm(net, bn_batches())
-        if _keras_top1(net, images) >= before:
+        before, weights = _keras_top1(net, self.images), net.get_weights()
+        M.recalibrate_batch_norm(net, (x for x, _ in self.train.take(self.steps)))
+        if _keras_top1(net, self.images) >= before:
             return "re-estimated"
         net.set_weights(weights)
         return "fine-tuned"
 
-    def int8_top1(net: tf_keras.Model) -> float:
+    def int8_top1(self, net: tf_keras.Model) -> float:
         """What QAT is for: the converted int8 model's accuracy."""
         with tempfile.TemporaryDirectory() as tmp:
-            _write_qat_saved_model(net, size, Path(tmp) / "qat")
-            path = lite.tflite(model, Path(tmp) / "epoch.tflite", "int8", calibration=calibration,
+            _write_qat_saved_model(net, self.size, Path(tmp) / "qat")
+            path = lite.tflite(self.model, Path(tmp) / "epoch.tflite", "int8", calibration=self.calibration,
                                saved_model_dir=str(Path(tmp) / "qat"))
-            return _tflite_top1(path, images)
+            return _tflite_top1(path, self.images)
 
-    def fine_tune(net: tf_keras.Model, phase: str, callbacks=(), keep_best: _KeepBest | None = None) -> dict:
-        print(f"{phase}: {opts.epochs} epochs x {steps} steps, lr {opts.lr} (cosine), batch {opts.batch_size}")
-        schedule = tf_keras.optimizers.schedules.CosineDecay(opts.lr, opts.epochs * steps)
-        sgd = tf_keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
-        if keep_best is not None:  # the best epoch, as training keeps best.weights.h5
-            callbacks = [*callbacks, keep_best]
-        net.compile(optimizer=sgd,
-                    loss=tf_keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
-                    metrics=[tf_keras.metrics.CategoricalAccuracy(name="top1")])
-        history = net.fit(train, epochs=opts.epochs, steps_per_epoch=steps, validation_data=val,
-                          callbacks=list(callbacks), verbose=opts.verbose)
-        return {k: [round(float(v), 5) for v in vals] for k, vals in history.history.items()}
+    def source_rows(self, staging: Path) -> list[Result]:
+        """The source weights through float32 and post-training int8: what the method is measured against."""
+        with lite.inference_saved_model(self.model) as converter_input:  # one converter input, two conversions
+            float32 = lite.tflite(self.model, staging / "source_float32.tflite", "float32", labels=self.labels,
+                                  saved_model_dir=converter_input)
+            int8 = lite.tflite(self.model, staging / "source_int8.tflite", "int8", labels=self.labels,
+                               calibration=self.calibration, saved_model_dir=converter_input)
+        return [_measure("float32 (source weights)", float32, self.images),
+                _measure("int8 post-training (source weights)", int8, self.images)]
 
+    def float_rows(self, staging: Path, path: Path, tag: str, note: str) -> list[Result]:
+        """Compressed float weights as float32, and through post-training int8."""
+        name = self.settings.model
+        with lite.inference_saved_model(self.model) as converter_input:
+            lite.tflite(self.model, path, "float32", labels=self.labels, name=name, saved_model_dir=converter_input)
+            int8 = lite.tflite(self.model, staging / f"{name}_{tag}_int8.tflite", "int8", labels=self.labels,
+                               calibration=self.calibration, name=name, saved_model_dir=converter_input)
+        method = self.opts.method
+        return [_measure(f"{method} (float32)", path, self.images, note),
+                _measure(f"{method} + int8 post-training", int8, self.images, note)]
+
+    def qat_rows(self, staging: Path, optimized: tf_keras.Model, path: Path, note: str) -> list[Result]:
+        """The QAT model through its own ranges (qat_saved_model/, which `export` converts from too)."""
+        _write_qat_saved_model(optimized, self.size, staging / QAT_SAVED_MODEL)
+        lite.tflite(self.model, path, "int8", labels=self.labels, calibration=self.calibration,
+                    name=self.settings.model, saved_model_dir=str(staging / QAT_SAVED_MODEL))
+        return [_measure(f"{self.opts.method} (int8)", path, self.images, note)]
+
+
+class Prune:
+    """Magnitude pruning to `--sparsity` (per-layer from a sensitivity scan, or uniform), blocks of inputs."""
+
+    quantized = False
+
+    def optimize(self, job: Job, net: tf_keras.Model) -> tf_keras.Model:
+        opts, steps = job.opts, job.steps
+        sparsity: float | dict[str, float] = opts.sparsity
+        if opts.prune_allocation == "sensitivity":
+            bar = lambda layers: tqdm(layers, desc="sensitivity scan", unit="layer", disable=not opts.verbose)
+            sparsity = M.allocate_sparsity(net, np.stack(job.calibration[:SCAN_IMAGES]), opts.sparsity,
+                                           opts.prune_block, bar)
+            job.layer_sparsity = {name: round(s, 3) for name, s in sparsity.items()}
+        pruned, callbacks, final_step = M.apply_pruning(net, sparsity, opts.epochs * steps, opts.prune_block)
+        # The best epoch once every mask is final (Keras validation accuracy of the pruned model).
+        best = _KeepBest(lambda _, logs: 100 * logs["val_top1"], first_epoch=math.ceil(final_step / steps) - 1)
+        job.history["prune"] = job.fine_tune(pruned, f"pruning to {opts.sparsity:.0%} sparsity", callbacks, best)
+        optimized = M.strip(pruned)
+        job.info["batch_norm"] = job.batch_norm_statistics(optimized)
+        job.info["sparsity"] = round(M.sparsity_of(optimized), 4)
+        return optimized
+
+
+class Cluster:
+    """Weight clustering to `--clusters` distinct values per kernel."""
+
+    quantized = False
+
+    def optimize(self, job: Job, net: tf_keras.Model) -> tf_keras.Model:
+        clustered = M.apply_clustering(net, job.opts.clusters)
+        job.history["cluster"] = job.fine_tune(clustered, f"clustering to {job.opts.clusters} values per kernel")
+        optimized = M.strip(clustered)
+        job.info["batch_norm"] = job.batch_norm_statistics(optimized)
+        job.info["unique_values_per_kernel"] = M.unique_values(optimized)
+        return optimized
+
+
+class QAT:
+    """Quantization-aware training from calibrated ranges; keeps the epoch whose int8 TFLite validates best."""
+
+    quantized = True
+
+    def __init__(self, preserve_sparsity: bool = False):
+        self.preserve_sparsity = preserve_sparsity
+
+    def optimize(self, job: Job, net: tf_keras.Model) -> tf_keras.Model:
+        calibration = job.calibration
+        batches = [np.stack(calibration[k:k + 32]) for k in range(0, len(calibration), 32)]
+        qat = M.apply_qat(net, preserve_sparsity=self.preserve_sparsity, calibration=batches)
+        # The epoch whose converted int8 TFLite validates best (fake quantization differs by an image or two).
+        best = _KeepBest(lambda model, logs: job.int8_top1(model), log_as="val_int8_top1")
+        job.history["qat"] = job.fine_tune(qat, "quantization-aware training", keep_best=best)
+        if self.preserve_sparsity:
+            job.info["sparsity"] = round(M.sparsity_of(qat), 4)
+        return qat
+
+
+class Chain:
+    """Methods one after the other (prune+qat: prune, then QAT that keeps the zeros)."""
+
+    def __init__(self, *methods):
+        self.methods = methods
+        self.quantized = methods[-1].quantized
+
+    def optimize(self, job: Job, net: tf_keras.Model) -> tf_keras.Model:
+        for method in self.methods:
+            net = method.optimize(job, net)
+        return net
+
+
+STRATEGIES = {"qat": QAT(), "prune": Prune(), "cluster": Cluster(), "prune+qat": Chain(Prune(), QAT(True))}
+assert tuple(STRATEGIES) == METHODS, "every method has one strategy"
+
+
+def run(opts: OptimizeOptions) -> dict:
+    started = time.perf_counter()
+    job = Job(opts)
+    method = STRATEGIES[opts.method]
     out = Path(opts.out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        with lite.inference_saved_model(model) as converter_input:  # one converter input, two conversions
-            rows = [_measure("float32 (source weights)",
-                             lite.tflite(model, staging / "source_float32.tflite", "float32",
-                                         labels=source.class_names, saved_model_dir=converter_input), images),
-                    _measure("int8 post-training (source weights)",
-                             lite.tflite(model, staging / "source_int8.tflite", "int8", labels=source.class_names,
-                                         calibration=calibration, saved_model_dir=converter_input), images)]
-        history, info, layer_sparsity = {}, {}, None
-        optimized = twin
-        if opts.method in ("prune", "prune+qat"):
-            sparsity: float | dict[str, float] = opts.sparsity
-            if opts.prune_allocation == "sensitivity":
-                bar = lambda layers: tqdm(layers, desc="sensitivity scan", unit="layer", disable=not opts.verbose)
-                sparsity = M.allocate_sparsity(optimized, np.stack(calibration[:SCAN_IMAGES]), opts.sparsity,
-                                               opts.prune_block, bar)
-                layer_sparsity = {name: round(s, 3) for name, s in sparsity.items()}
-            pruned, callbacks, final_step = M.apply_pruning(optimized, sparsity, opts.epochs * steps,
-                                                            opts.prune_block)
-            # The best epoch once every mask is final (Keras validation accuracy of the pruned model).
-            best = _KeepBest(lambda net, logs: 100 * logs["val_top1"], first_epoch=math.ceil(final_step / steps) - 1)
-            history["prune"] = fine_tune(pruned, f"pruning to {opts.sparsity:.0%} sparsity", callbacks, best)
-            optimized = M.strip(pruned)
-            info["batch_norm"] = batch_norm_statistics(optimized)
-            info["sparsity"] = round(M.sparsity_of(optimized), 4)
-        if opts.method == "cluster":
-            clustered = M.apply_clustering(optimized, opts.clusters)
-            history["cluster"] = fine_tune(clustered, f"clustering to {opts.clusters} values per kernel")
-            optimized = M.strip(clustered)
-            info["batch_norm"] = batch_norm_statistics(optimized)
-            info["unique_values_per_kernel"] = M.unique_values(optimized)
-        if opts.method in ("qat", "prune+qat"):
-            batches = [np.stack(calibration[k:k + 32]) for k in range(0, len(calibration), 32)]
-            qat = M.apply_qat(optimized, preserve_sparsity=opts.method == "prune+qat", calibration=batches)
-            # The epoch whose converted int8 TFLite validates best (fake quantization differs by an image or two).
-            best = _KeepBest(lambda net, logs: int8_top1(net), log_as="val_int8_top1")
-            history["qat"] = fine_tune(qat, "quantization-aware training", keep_best=best)
-            optimized = qat
-            if opts.method == "prune+qat":
-                info["sparsity"] = round(M.sparsity_of(qat), 4)
-
-        copy_weights(optimized, model)  # the float weights, for eval/export like any run
-        model.save_weights(staging / "best.weights.h5")
-        keras_top1 = _keras_top1(optimized, images)
+        rows = job.source_rows(staging)
+        optimized = method.optimize(job, job.twin)
+        copy_weights(optimized, job.model)  # the float weights, for eval/export like any run
+        job.model.save_weights(staging / "best.weights.h5")
+        keras_top1 = _keras_top1(optimized, job.images)
         tag = opts.method.replace("+", "_")
-        path = staging / f"{settings.model}_{tag}.tflite"
-        note = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info.items())
-        if opts.method in ("qat", "prune+qat"):
-            _write_qat_saved_model(optimized, size, staging / QAT_SAVED_MODEL)
-            lite.tflite(model, path, "int8", labels=source.class_names, calibration=calibration,
-                        name=settings.model, saved_model_dir=str(staging / QAT_SAVED_MODEL))
-            rows.append(_measure(f"{opts.method} (int8)", path, images, note))
-        else:  # float32, and the compressed weights also through post-training int8
-            with lite.inference_saved_model(model) as converter_input:
-                lite.tflite(model, path, "float32", labels=source.class_names, name=settings.model,
-                            saved_model_dir=converter_input)
-                int8 = lite.tflite(model, staging / f"{settings.model}_{tag}_int8.tflite", "int8",
-                                   labels=source.class_names, calibration=calibration, name=settings.model,
-                                   saved_model_dir=converter_input)
-            rows += [_measure(f"{opts.method} (float32)", path, images, note),
-                     _measure(f"{opts.method} + int8 post-training", int8, images, note)]
-
-        _write_run_files(staging, opts, settings, source.class_names)
-        result = {"model": settings.model, "method": opts.method, "weights": str(opts.weights),
-                  "data": source.name, "image_size": size, "epochs": opts.epochs, "lr": opts.lr,
-                  "batch_size": opts.batch_size, "distill": opts.distill,
-                  "sparsity": opts.sparsity if "prune" in opts.method else None,
-                  "prune_block": opts.prune_block if "prune" in opts.method else None,
-                  "prune_allocation": opts.prune_allocation if "prune" in opts.method else None,
-                  "clusters": opts.clusters if opts.method == "cluster" else None, "eval_images": len(images.pixels),
-                  "keras_top1": keras_top1, **info,
-                  "layer_sparsity": layer_sparsity, "history": history,
-                  "rows": [dataclasses.asdict(r) for r in rows], "seconds": round(time.perf_counter() - started, 1)}
+        path = staging / f"{job.settings.model}_{tag}.tflite"
+        note = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in job.info.items())
+        rows += (job.qat_rows(staging, optimized, path, note) if method.quantized
+                 else job.float_rows(staging, path, tag, note))
+        _write_run_files(staging, opts, job.settings, job.labels)
+        result = _result(job, rows, keras_top1, time.perf_counter() - started)
         report = render_report(result)
         (staging / "optimize_report.md").write_text(report)
         (staging / "optimize.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -207,6 +262,20 @@ def run(opts: OptimizeOptions) -> dict:
         print(report)
         print(f"wrote {out}/ (best.weights.h5, {path.name}, optimize_report.md)")
     return result
+
+
+def _result(job: Job, rows: list[Result], keras_top1: float, seconds: float) -> dict:
+    opts, prune = job.opts, "prune" in job.opts.method
+    return {"model": job.settings.model, "method": opts.method, "weights": str(opts.weights),
+            "data": job.source.name, "image_size": job.size, "epochs": opts.epochs, "lr": opts.lr,
+            "batch_size": opts.batch_size, "distill": opts.distill,
+            "sparsity": opts.sparsity if prune else None,
+            "prune_block": opts.prune_block if prune else None,
+            "prune_allocation": opts.prune_allocation if prune else None,
+            "clusters": opts.clusters if opts.method == "cluster" else None, "eval_images": len(job.images.pixels),
+            "keras_top1": keras_top1, **job.info,
+            "layer_sparsity": job.layer_sparsity, "history": job.history,
+            "rows": [dataclasses.asdict(r) for r in rows], "seconds": round(seconds, 1)}
 
 
 class _KeepBest(tf_keras.callbacks.Callback):

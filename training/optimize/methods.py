@@ -26,7 +26,6 @@ from tensorflow_model_optimization.python.core.quantization.keras import quant_o
 from training.optimize.twin import CUSTOM_OBJECTS, PartialResidual
 
 Q = tfmot.quantization.keras
-METHODS = ("qat", "prune", "cluster", "prune+qat")
 
 
 class OutputQuantizeConfig(Q.QuantizeConfig):
