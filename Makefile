@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test check lint bench venv clean
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check keras_models training benchmarks tests
 
+# The fast tier for every edit (ruff + tests/unit, marker `unit`: about a minute here).
+check: venv lint
+	$(BIN)/python -m pytest -m unit
+
+# Everything: both tiers (README and CI).
 test: venv lint
 	$(BIN)/python -m pytest
 

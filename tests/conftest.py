@@ -1,20 +1,21 @@
-"""Shared test helpers. Reference fixtures live in ../shared/fixtures beside the checkout."""
+"""Fixtures and tiers. `tests/unit` is the fast tier (`make check`, marker `unit`); everything else
+is marked `integration` (real training, exports, processes) and runs in `make test` with the rest.
+Helpers live in `tests/helpers`; reference fixtures in ../shared/fixtures beside the checkout."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from helpers import FIXTURES, run_cli
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+UNIT_DIR = Path(__file__).parent / "unit"
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
-PHOTOS = ROOT / "examples" / "photos"
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        tier = "unit" if UNIT_DIR in Path(item.fspath).parents else "integration"
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
@@ -32,32 +33,3 @@ def digits_run(tmp_path_factory) -> Path:
     r = run_cli("train", "--model", "rexnet_100", "--data", "digits", "--epochs", "4", "--out", str(out))
     assert r.returncode == 0, r.stderr
     return out
-
-
-def load_fixture(fixtures: Path, stem: str):
-    data = np.load(fixtures / f"{stem}.npz")
-    return data["x"], data["logits"]
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the real console entry point in a fresh process."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "keras_models", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT,
-    )
-
-
-def randomize(model, seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """Random but well-conditioned weights (moderate scales, positive BN variances), so deep
-    random nets keep finite, comparable activations. Returns them by layer name."""
-    rng = np.random.default_rng(seed)
-    values = {}
-    for layer in model.layers:
-        if not layer.weights or layer.name.startswith("normalization"):
-            continue
-        ws = [rng.uniform(0.5, 1.5, w.shape) if "variance" in w.path else rng.normal(0, 0.1, w.shape)
-              for w in layer.weights]
-        values[layer.name] = [w.astype("float32") for w in ws]
-        layer.set_weights(values[layer.name])
-    return values

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_fixture, run_cli
+from helpers import load_fixture, run_cli
 
 from keras_models.download import DownloadError, fetch
 from keras_models.models import create_from_entry

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import randomize
+from helpers import randomize
 from keras import layers
 
 import keras_models as km

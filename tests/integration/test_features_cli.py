@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import PHOTOS, run_cli
+from helpers import PHOTOS, run_cli
 
 import keras_models as km
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_fixture, run_cli
+from helpers import load_fixture, run_cli
 
 import keras_models as km
 from keras_models.checkpoints import CheckpointError, UnsafeCheckpointError, read_checkpoint
@@ -186,7 +186,7 @@ def test_new_head_for_fine_tuning_keeps_backbone(fixtures):
 def test_keras_applications_h5_converts_by_layer_name(tmp_path):
     """A keras.applications-format .h5 (legacy, layer-named groups) -> our .weights.h5 -> same outputs."""
     import keras
-    from conftest import randomize, run_cli
+    from helpers import randomize, run_cli
 
     size = 64
     ref = keras.applications.EfficientNetB0(weights=None, input_shape=(size, size, 3), classifier_activation=None)

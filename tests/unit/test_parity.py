@@ -6,7 +6,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from conftest import load_fixture
+from helpers import load_fixture
 
 import keras_models as km
 

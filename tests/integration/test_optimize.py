@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from helpers import HELPERS, ROOT, run_cli
 
 FAMILIES = ["rexnet_100", "rexnet_lite_100", "efficientnet_b0", "efficientnet_lite0",
             "efficientnetv2_b0"]
@@ -18,7 +18,7 @@ FAMILIES = ["rexnet_100", "rexnet_lite_100", "efficientnet_b0", "efficientnet_li
 
 def test_every_family_has_an_exact_tf_keras_twin_that_tfmot_accepts():
     """SE Multiply, Rescaling and ReXNet's partial residual are what stock tfmot refuses."""
-    r = subprocess.run([sys.executable, str(ROOT / "tests" / "tfmot_families.py"), *FAMILIES],
+    r = subprocess.run([sys.executable, str(HELPERS / "tfmot_families.py"), *FAMILIES],
                        capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     results = {row["name"]: row for row in map(json.loads, r.stdout.strip().splitlines())}

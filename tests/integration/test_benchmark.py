@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 TIMM_COLUMNS = {"model", "infer_samples_per_sec", "infer_step_time", "infer_batch_size", "infer_img_size",
                 "infer_gmacs", "param_count", "train_samples_per_sec", "train_step_time", "train_batch_size",

@@ -116,9 +116,9 @@ def test_tfds_prepared_dataset_is_found_from_its_files(tmp_path):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from helpers import HELPERS
 
-    built = subprocess.run([sys.executable, str(ROOT / "tests" / "tfds_digits_builder.py"), str(tmp_path)],
+    built = subprocess.run([sys.executable, str(HELPERS / "tfds_digits_builder.py"), str(tmp_path)],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-2000:]
     src = data_lib.load("tfds:digits_local", data_dir=str(tmp_path))  # no builder code in this process

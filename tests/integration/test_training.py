@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, run_cli
+from helpers import HELPERS, ROOT, run_cli
 
 # Small and fast but the real model: ReXNet 1.0x at 32px, a few steps per epoch.
 SMALL = ["--model", "rexnet_100", "--data", "digits", "--batch-size", "32", "--steps-per-epoch", "6",
@@ -162,7 +162,7 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
 # --- distribution: two replicas, two worker processes -----------------------------------
 def _worker(config: dict, weights: Path, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "train_worker.py"), json.dumps(config), str(weights)],
+        [sys.executable, str(HELPERS / "train_worker.py"), json.dumps(config), str(weights)],
         cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

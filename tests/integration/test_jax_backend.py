@@ -10,7 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, ROOT, randomize
+from helpers import FIXTURES, ROOT, randomize
 
 import keras_models as km
 

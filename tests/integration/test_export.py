@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PHOTOS, randomize, run_cli
+from helpers import PHOTOS, randomize, run_cli
 
 FORMATS = ["--formats", "saved_model,tflite,onnx", "--tflite-quant", "float32,float16,dynamic,int8"]
 

@@ -4,11 +4,13 @@ every tfmot method. Prints one JSON line per model."""
 
 import json
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
-from conftest import randomize
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `helpers` importable
+from helpers import randomize  # noqa: E402
 from keras_models.models import create_model, get_entry
 from training.optimize import methods as M
 from training.optimize.twin import build_twin, copy_weights

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import randomize
+from helpers import randomize
 
 import keras_models as km
 from keras_models.cost import count_macs, count_params
