@@ -1,3 +1,5 @@
+"""`python -m training ...`: the trainer's subcommands alone (train, eval, optimize, export)."""
+
 import sys
 
 from training.cli import main
