@@ -14,7 +14,7 @@ for step in ${STEP:-parity float32 mixed_bfloat16 mixed_float16}; do
     # numerics, not speed: XLA's kernel autotuning (minutes per model) is off for this step
     XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_autotune_level=0" "$PY" benchmarks/gpu_parity.py "$OUT"
   else
-    "$PY" -m keras_models benchmark --model rexnet_100,efficientnet_b0 --bench both --batch-size 32,256 \
+    "$PY" -m keras_models benchmark --model rexnet_100,tf_efficientnet_b0 --bench both --batch-size 32,256 \
       --precision "$step" --compare timm --warmup 5 --iters 20 --results-file "$OUT/gpu_$step.csv"
   fi
 done

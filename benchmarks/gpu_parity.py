@@ -29,7 +29,7 @@ from safetensors.torch import save_file  # noqa: E402
 import keras_models as km  # noqa: E402
 from benchmarks.speed import device_name  # noqa: E402
 
-PAIRS = (("rexnet_100", "rexnet_100"), ("efficientnet_b0", "tf_efficientnet_b0"))
+PAIRS = (("rexnet_100", "rexnet_100"), ("tf_efficientnet_b0", "tf_efficientnet_b0"))
 POLICIES = os.environ.get("POLICIES", "float32,mixed_bfloat16,mixed_float16").split(",")
 BATCH, SIZE = int(os.environ.get("BATCH", 16)), int(os.environ.get("SIZE", 224))
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: to check this script without a GPU

@@ -17,9 +17,9 @@ rm -f "$OUT/fma_peak"
 
 # 2. EfficientNet-B0 against keras.applications (same process, same harness): inference batch 1
 #    and 32, train step batch 32.
-$KM --model efficientnet_b0 --bench infer --batch-size 1,32 --compare keras.applications \
+$KM --model tf_efficientnet_b0 --bench infer --batch-size 1,32 --compare keras.applications \
     --results-file "$OUT/b0_infer_vs_keras_applications.csv"
-$KM --model efficientnet_b0 --bench train --batch-size 32 --compare keras.applications \
+$KM --model tf_efficientnet_b0 --bench train --batch-size 32 --compare keras.applications \
     --results-file "$OUT/b0_train_vs_keras_applications.csv"
 
 # 3. ReXNet 1.0x against timm's rexnet_100 in PyTorch (child process, same thread count).
@@ -27,7 +27,7 @@ $KM --model rexnet_100 --bench infer --batch-size 1,32 --compare timm --results-
 $KM --model rexnet_100 --bench train --batch-size 32 --compare timm --results-file "$OUT/rexnet_train_vs_timm.csv"
 
 # 4. TFLite (XNNPACK) float32 and int8 at batch 1, with % of the FMA peak.
-$KM --model efficientnet_b0,rexnet_100 --bench infer --batch-size 1 --runtime tflite,tflite-int8 \
+$KM --model tf_efficientnet_b0,rexnet_100 --bench infer --batch-size 1 --runtime tflite,tflite-int8 \
     --warmup 10 --iters 50 --peak-gflops "$PEAK" --results-file "$OUT/tflite.csv"
 
 # 5. How cost grows: images/s and peak memory vs batch size and resolution.

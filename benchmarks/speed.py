@@ -161,9 +161,9 @@ def cpu_name() -> str:
 
 
 # Our registry name -> the keras.applications constructor of the same architecture.
-KERAS_APPLICATIONS = {**{f"efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)},
-                      **{f"efficientnetv2_b{i}": f"EfficientNetV2B{i}" for i in range(4)},
-                      **{f"efficientnetv2_{s}": f"EfficientNetV2{s.upper()}" for s in "sml"}}
+KERAS_APPLICATIONS = {**{f"tf_efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)},
+                      **{f"tf_efficientnetv2_b{i}": f"EfficientNetV2B{i}" for i in range(4)},
+                      **{f"tf_efficientnetv2_{s}": f"EfficientNetV2{s.upper()}" for s in "sml"}}
 
 
 def keras_applications_name(name: str) -> str:

@@ -48,11 +48,13 @@ def _cmd_list(args) -> None:
     names = list_models(args.pattern, pretrained=args.pretrained)
     if not names:
         raise CLIError(f"no model matches {args.pattern!r}; try `keras-models list`")
-    print(f"{'model':<22}{'size':>6}{'top-1':>8}  weights")
+    print(f"{'model':<24}{'size':>6}{'top-1':>8}  {'weights':<10}renders")
     for name in names:
         e = get_entry(name)
+        net = e.make_spec()
         top1 = f"{e.top1:.1f}" if e.top1 else "-"
-        print(f"{name:<22}{e.make_spec().default_size:>6}{top1:>8}  {'imagenet' if e.pretrained else '-'}")
+        print(f"{name:<24}{net.default_size:>6}{top1:>8}  {'imagenet' if e.pretrained else '-':<10}"
+              f"{net.style.describe()}")
 
 
 def _cmd_info(args) -> None:
@@ -78,13 +80,13 @@ def _cmd_convert(args) -> None:
         raise CLIError(f"output {out} must end with .weights.h5 (the Keras 3 weights format)")
     entry = get_entry(args.model)
     net = entry.make_spec()
-    named = read_named(Path(args.checkpoint), net, args.source)
+    named = read_named(Path(args.checkpoint), net, args.source, model=args.model)
     classes = named["predictions"][-1][1].shape[0] if "predictions" in named else 1000
     model = build(net, num_classes=classes, classifier_activation=None)
     assign(model, named, strict=True)
     with atomic_output(out, suffix=".weights.h5") as tmp:  # Keras insists on the suffix
         model.save_weights(tmp)
-    print(f"wrote {out} ({args.model}, {classes} classes, {model.count_params():,} weights)")
+    print(f"wrote {out} ({args.model}: {net.style.describe()}; {classes} classes, {model.count_params():,} weights)")
 
 
 def _cmd_predict(args) -> None:
@@ -140,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k ImageNet classes for image files")
     p.add_argument("images", nargs="+")
-    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--model", default="tf_efficientnet_lite0")
     p.add_argument("--weights", default="imagenet", help="imagenet or a weights file")
     p.add_argument("--image-size", type=int, default=None)
     p.add_argument("--crop-pct", type=float, default=None, help="centre-crop fraction (default: the model's)")

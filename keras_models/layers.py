@@ -37,6 +37,16 @@ class NetStyle:
     padding: str = "same"
     dw_name: str = "dwconv"  # keras.applications V2 calls the depthwise conv "dwconv2"
 
+    def describe(self) -> str:
+        """What the weights must have been trained with, e.g. for `keras-models convert` and `info`."""
+        padding = "TF SAME padding" if self.padding == "same" else "PyTorch symmetric padding"
+        return f"{padding}, BatchNorm eps {self.bn_epsilon:.0e}".replace("e-0", "e-")
+
+
+# Weights trained in PyTorch (timm's native models, ReXNet): symmetric k//2 padding, eps 1e-5,
+# PyTorch's momentum 0.1 (Keras 0.9).
+PYTORCH_STYLE = NetStyle(bn_epsilon=1e-5, bn_momentum=0.9, padding="symmetric")
+
 
 @dataclass(frozen=True)
 class BlockSpec:

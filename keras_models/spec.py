@@ -41,6 +41,7 @@ class NetSpec:
     default_size: int = 224
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # in [0, 1] pixel units
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    family: str = "efficientnet"  # whose checkpoint layouts apply (weights.source_mapping): rexnet | efficientnet
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:

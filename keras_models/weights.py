@@ -20,6 +20,7 @@ from keras_models.checkpoints import CheckpointError, read_checkpoint, read_name
 from keras_models.download import DownloadError, cache_dir, fetch, resolve_url
 from keras_models.files import atomic_output
 from keras_models.layers import BlockSpec
+from keras_models.provenance import check_architecture
 from keras_models.spec import HEAD_LAYERS, NetSpec
 
 SOURCES = ("timm", "official", "lukemelas", "keras-applications")
@@ -96,8 +97,8 @@ def _official_block_keys(b: BlockSpec, roles: list[str], index: int) -> dict[str
 
 def source_mapping(net: NetSpec, source: str) -> list[tuple[str, str, str]]:
     """[(keras layer, source key prefix, kind)] for a whole network in `source` naming."""
-    n, rows = len(net.blocks), []
-    if source == "timm" and net.style.padding == "symmetric":  # timm ReXNet
+    n, rows, rexnet = len(net.blocks), [], net.family == "rexnet"
+    if source == "timm" and rexnet:
         rows += [("stem_conv", "stem.conv", "conv"), ("stem_bn", "stem.bn", "bn")]
     elif source == "official":
         rows += [("stem_conv", "features.0", "conv"), ("stem_bn", "features.1", "bn")]
@@ -112,7 +113,7 @@ def source_mapping(net: NetSpec, source: str) -> list[tuple[str, str, str]]:
         roles = block_roles(b, net.style.dw_name)
         if source == "official":
             spell = _official_block_keys(b, [r for r, _, _ in roles], i)
-        elif source == "timm" and net.style.padding == "symmetric":
+        elif source == "timm" and rexnet:
             spell = {r: f"features.{i}.{s}" for r, s in _TIMM_REXNET.items()}
         elif source == "timm":
             kind = ("cn" if b.exp_ch == b.in_ch else "er") if b.fused else ("ir" if b.exp_ch != b.in_ch else "ds")
@@ -121,7 +122,7 @@ def source_mapping(net: NetSpec, source: str) -> list[tuple[str, str, str]]:
             spell = {r: f"_blocks.{i}.{s}" for r, s in _LUKEMELAS.items()}
         rows += [(layer, spell[role], kind) for role, layer, kind in roles]
 
-    if source == "timm" and net.style.padding == "symmetric":
+    if source == "timm" and rexnet:
         rows += [("top_conv", f"features.{n}.conv", "conv"), ("top_bn", f"features.{n}.bn", "bn"),
                  ("predictions", "head.fc", "linear")]
     elif source == "official":
@@ -231,9 +232,14 @@ def _atomic_write_named(named: Named, path: Path) -> None:
         write_named_h5({k: [(key, _TRANSFORMS[t][0](a)) for key, a, t in v] for k, v in named.items()}, tmp)
 
 
-def read_named(path: Path, net: NetSpec, source: str | None = None) -> Named:
+def read_named(path: Path, net: NetSpec, source: str | None = None, model: str | None = None) -> Named:
     """Any supported weights file -> per-layer weights: keras `.h5` by layer name, else a
-    timm / official / lukemelas checkpoint converted through `net` (source detected if None)."""
+    timm / official / lukemelas checkpoint converted through `net` (source detected if None).
+
+    `model` (a registry name): a checkpoint that declares another architecture is refused.
+    """
+    if model is not None:
+        check_architecture(path, model)
     if path.suffix == ".h5" or source == "keras-applications":
         return h5_named(path)
     state_dict = read_checkpoint(path)
@@ -280,4 +286,5 @@ def load_weights(model: keras.Model, weights: str, *, entry=None, net: NetSpec |
         except Exception as e:  # Keras raises several types for structural mismatches
             msg = str(e).strip().splitlines()[0]
             raise CheckpointError(f"{path} does not fit {model.name}: {msg}") from None
-    return assign(model, read_named(path, net, source), strict=strict, new_head_ok=new_head)
+    named = read_named(path, net, source, model=entry.name if entry is not None else None)
+    return assign(model, named, strict=strict, new_head_ok=new_head)

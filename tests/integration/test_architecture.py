@@ -155,9 +155,9 @@ def test_efficientnet_v2_matches_keras_applications(variant):
 
 
 def test_b3_rounding_rule_and_v2_without_it():
-    b3 = km.create_model("efficientnet_b3")
+    b3 = km.create_model("tf_efficientnet_b3")
     assert b3.get_layer("block1a_project_conv").filters == 24  # 16 x 1.2 = 19.2 -> 24 by the 10% rule
-    v2b3 = km.create_model("efficientnetv2_b3")
+    v2b3 = km.create_model("tf_efficientnetv2_b3")
     assert v2b3.get_layer("block1a_project_conv").filters == 16  # V2 has no 10% rule
 
 
@@ -220,9 +220,9 @@ def test_every_layer_gets_its_own_random_init():
     import keras_models as km
 
     keras.utils.set_random_seed(7)
-    model = km.create_model("efficientnet_b0", num_classes=10, input_shape=(32, 32, 3))
+    model = km.create_model("tf_efficientnet_b0", num_classes=10, input_shape=(32, 32, 3))
     a, b = model.get_layer("block6c_dwconv").kernel.numpy(), model.get_layer("block6d_dwconv").kernel.numpy()
     assert a.shape == b.shape and not np.allclose(a, b)
     keras.utils.set_random_seed(7)
-    again = km.create_model("efficientnet_b0", num_classes=10, input_shape=(32, 32, 3))
+    again = km.create_model("tf_efficientnet_b0", num_classes=10, input_shape=(32, 32, 3))
     np.testing.assert_array_equal(again.get_layer("block6c_dwconv").kernel.numpy(), a)

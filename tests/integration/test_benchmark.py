@@ -21,7 +21,7 @@ TIMM_COLUMNS = {"model", "infer_samples_per_sec", "infer_step_time", "infer_batc
 
 def test_benchmark_against_keras_applications(tmp_path):
     out = tmp_path / "bench.csv"
-    r = run_cli("benchmark", "--model", "efficientnet_b0", "--batch-size", "2", "--img-size", "64",
+    r = run_cli("benchmark", "--model", "tf_efficientnet_b0", "--batch-size", "2", "--img-size", "64",
                 "--runtime", "keras,tflite-int8", "--compare", "keras.applications", "--warmup", "1",
                 "--iters", "3", "--peak-gflops", "100", "--results-file", str(out))
     assert r.returncode == 0, r.stderr

@@ -140,9 +140,23 @@ def test_convert_cli_writes_loadable_weights(fixtures, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp files left behind
 
 
+def _without_metadata(fixtures, stem: str, tmp_path):
+    """The fixture's tensors with no header metadata: nothing declares the architecture."""
+    from safetensors.numpy import load_file, save_file
+
+    path = tmp_path / f"{stem}_bare.safetensors"
+    save_file(load_file(str(fixtures / f"{stem}.safetensors")), str(path))
+    return path
+
+
 def test_convert_wrong_width_names_first_tensor_and_shapes(fixtures, tmp_path):
     out = tmp_path / "rexnet_130.weights.h5"
-    result = run_cli("convert", str(fixtures / "rexnet_100_timm.safetensors"), "--model", "rexnet_130", "-o", str(out))
+    declared = run_cli("convert", str(fixtures / "rexnet_100_timm.safetensors"), "--model", "rexnet_130",
+                       "-o", str(out))
+    assert declared.returncode == 2 and declared.stderr.count("\n") == 1
+    assert "saved from rexnet_100" in declared.stderr and "pass --model rexnet_100" in declared.stderr
+    bare = _without_metadata(fixtures, "rexnet_100_timm", tmp_path)
+    result = run_cli("convert", str(bare), "--model", "rexnet_130", "-o", str(out))
     assert result.returncode == 2
     line = result.stderr.strip()
     assert "\n" not in line and "Traceback" not in result.stderr
@@ -150,10 +164,30 @@ def test_convert_wrong_width_names_first_tensor_and_shapes(fixtures, tmp_path):
     assert not out.exists()
 
 
+def test_native_efficientnet_never_converts_silently_as_the_tf_one(fixtures, tmp_path):
+    """Same keys, other padding and epsilon: refused by what the file says, else rendered as named."""
+    out = tmp_path / "b0.weights.h5"
+    refused = run_cli("convert", str(fixtures / "efficientnet_b0_timm.safetensors"), "--model", "tf_efficientnet_b0",
+                      "-o", str(out))
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and not out.exists()
+    assert "saved from efficientnet_b0 (PyTorch symmetric padding" in refused.stderr
+    right = run_cli("convert", str(fixtures / "efficientnet_b0_timm.safetensors"), "--model", "efficientnet_b0",
+                    "-o", str(out))
+    assert right.returncode == 0, right.stderr
+    assert "efficientnet_b0: PyTorch symmetric padding, BatchNorm eps 1e-5" in right.stdout
+    x, logits = load_fixture(fixtures, "efficientnet_b0_timm")
+    model = km.create_model("efficientnet_b0", weights=str(out), include_preprocessing=False,
+                            classifier_activation=None)
+    assert np.abs(model.predict(x, verbose=0) - logits).max() < 2e-4
+    bare = _without_metadata(fixtures, "efficientnet_b0_timm", tmp_path)  # nothing says: the name decides
+    named = run_cli("convert", str(bare), "--model", "tf_efficientnet_b0", "-o", str(out))
+    assert named.returncode == 0 and "tf_efficientnet_b0: TF SAME padding, BatchNorm eps 1e-3" in named.stdout
+
+
 def test_convert_wrong_family_and_truncated_file(fixtures, tmp_path):
     out = tmp_path / "b0.weights.h5"
-    wrong = run_cli("convert", str(fixtures / "rexnet_100_timm.safetensors"), "--model", "efficientnet_b0",
-                    "--from", "timm", "-o", str(out))
+    bare = _without_metadata(fixtures, "rexnet_100_timm", tmp_path)
+    wrong = run_cli("convert", str(bare), "--model", "tf_efficientnet_b0", "--from", "timm", "-o", str(out))
     assert wrong.returncode == 2 and "conv_stem.weight" in wrong.stderr and wrong.stderr.count("\n") == 1
     data = (fixtures / "rexnet_100_timm.safetensors").read_bytes()
     for name, blob in (("cut.safetensors", data[: len(data) // 2]), ("cut.pth", data[:1000])):
@@ -197,7 +231,8 @@ def test_keras_applications_h5_converts_by_layer_name(tmp_path):
     h5 = tmp_path / "efficientnetb0.h5"
     ref.save(h5)  # legacy HDF5: weights under model_weights/<layer name>
     out = tmp_path / "b0.weights.h5"
-    result = run_cli("convert", str(h5), "--model", "efficientnet_b0", "--from", "keras-applications", "-o", str(out))
+    result = run_cli("convert", str(h5), "--model", "tf_efficientnet_b0", "--from", "keras-applications",
+                     "-o", str(out))
     assert result.returncode == 0, result.stderr
     ours = km.EfficientNetB0(weights=str(out), input_shape=(size, size, 3), classifier_activation=None)
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")

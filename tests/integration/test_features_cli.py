@@ -26,7 +26,7 @@ def test_rexnet_features_match_timm(name):
 
 
 def test_efficientnet_features_and_helper_on_existing_models():
-    ours = km.create_model("efficientnet_b0", features_only=True)
+    ours = km.create_model("tf_efficientnet_b0", features_only=True)
     assert [t["channels"] for t in ours.feature_info] == [16, 24, 40, 112, 320]
     assert [t["layer"] for t in ours.feature_info] == [
         "block1a_project_bn", "block2b_add", "block3b_add", "block5c_add", "block7a_project_bn"]
@@ -55,12 +55,16 @@ def test_decode_predictions_ships_class_names():
 
 
 def test_cli_list_info_predict():
-    listed = run_cli("list", "efficientnet*")
-    assert listed.returncode == 0 and "efficientnet_lite0" in listed.stdout and "rexnet" not in listed.stdout
-    info = run_cli("info", "efficientnet_lite0")
+    listed = run_cli("list", "*efficientnet*")
+    assert listed.returncode == 0 and "rexnet" not in listed.stdout
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert "TF SAME padding, BatchNorm eps 1e-3" in rows["tf_efficientnet_lite0"] and "imagenet" in rows[
+        "tf_efficientnet_lite0"]
+    assert "PyTorch symmetric padding, BatchNorm eps 1e-5" in rows["efficientnet_lite0"]
+    info = run_cli("info", "tf_efficientnet_lite0")
     assert info.returncode == 0 and "4,652,008" in info.stdout
     photos = [str(PHOTOS / f) for f in ("grace_hopper.jpg", "chelsea.jpg", "coffee.jpg")]
-    pred = run_cli("predict", "--model", "efficientnet_lite0", "--weights", "imagenet", "--crop-pct", "1.0", *photos)
+    pred = run_cli("predict", "--model", "tf_efficientnet_lite0", "--weights", "imagenet", "--crop-pct", "1.0", *photos)
     assert pred.returncode == 0, pred.stderr
     lines = pred.stdout.splitlines()
     top1 = {line: lines[i + 1] for i, line in enumerate(lines) if not line.startswith(" ")}

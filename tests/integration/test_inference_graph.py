@@ -13,7 +13,7 @@ from keras_models.layers import BatchNormalization, DepthwiseSE
 
 # One model per block type: SE-with-BN + partial residual + symmetric padding (rexnet), lite head
 # (rexnet_lite), MBConv+SE (B0), ReLU6 Lite, fused MBConv (V2-B0).
-MODELS = ["rexnet_100", "rexnet_lite_100", "efficientnet_b0", "efficientnet_lite0", "efficientnetv2_b0"]
+MODELS = ["rexnet_100", "rexnet_lite_100", "tf_efficientnet_b0", "tf_efficientnet_lite0", "tf_efficientnetv2_b0"]
 
 
 @pytest.mark.parametrize("epsilon", [1e-5, 1e-3])  # ReXNet (PyTorch-born) and EfficientNet (TF-born)
@@ -78,7 +78,7 @@ def test_xla_compiled_units_equal_plain_graph():
 
 
 def test_inference_graph_saves_and_loads(tmp_path):
-    model = km.create_model("efficientnet_lite0", input_shape=(64, 64, 3), num_classes=5)
+    model = km.create_model("tf_efficientnet_lite0", input_shape=(64, 64, 3), num_classes=5)
     randomize(model)
     fast = km.inference_model(model, jit_compile="off")
     fast.save(tmp_path / "fast.keras")

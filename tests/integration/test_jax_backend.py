@@ -17,7 +17,7 @@ import keras_models as km
 # One model per block type: partial residual + SE-with-BN (rexnet), ReLU6 lite head (rexnet_lite),
 # MBConv + SE (B0), Lite, fused MBConv (V2-B0). (rexnetr and V2-S add only other widths, and XLA-CPU
 # compiles each model for about a minute.)
-MODELS = ["rexnet_100", "rexnet_lite_100", "efficientnet_b0", "efficientnet_lite0", "efficientnetv2_b0"]
+MODELS = ["rexnet_100", "rexnet_lite_100", "tf_efficientnet_b0", "tf_efficientnet_lite0", "tf_efficientnetv2_b0"]
 SIZE = 64
 
 JAX_SCRIPT = textwrap.dedent("""
@@ -34,7 +34,7 @@ JAX_SCRIPT = textwrap.dedent("""
         model.load_weights(os.path.join(work, name + ".weights.h5"))
         ref = np.load(os.path.join(work, name + ".npy"))
         diffs[name] = float(np.abs(model.predict(x, verbose=0) - ref).max())
-        if name in ("rexnet_100", "efficientnet_b0"):  # the inference graph (fused units) builds on JAX too
+        if name in ("rexnet_100", "tf_efficientnet_b0"):  # the inference graph (fused units) builds on JAX too
             fast = km.inference_model(model)
             diffs[name + ":inference"] = float(np.abs(fast.predict(x, verbose=0) - ref).max())
     if os.path.isdir(fixtures):

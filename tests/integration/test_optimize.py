@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from helpers import HELPERS, ROOT, run_cli
 
-FAMILIES = ["rexnet_100", "rexnet_lite_100", "efficientnet_b0", "efficientnet_lite0",
-            "efficientnetv2_b0"]
+FAMILIES = ["rexnet_100", "rexnet_lite_100", "tf_efficientnet_b0", "tf_efficientnet_lite0",
+            "tf_efficientnetv2_b0"]
 
 
 def test_every_family_has_an_exact_tf_keras_twin_that_tfmot_accepts():

