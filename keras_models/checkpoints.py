@@ -26,6 +26,10 @@ class UnsafeCheckpointError(CheckpointError):
     """A pickle tried to import something a plain state dict never needs."""
 
 
+class CorruptTensorError(CheckpointError):
+    """A tensor whose stated layout does not fit its storage (a corrupt or crafted file)."""
+
+
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
     "BFloat16Storage": "bfloat16", "LongStorage": np.int64, "IntStorage": np.int32,
@@ -48,6 +52,9 @@ class _Storage:
         self.type, self.key, self.data = storage_type, key, None
 
     def array(self) -> np.ndarray:
+        if self.data is None or len(self.data) % self.type.itemsize:
+            raise CorruptTensorError(f"storage {self.key} is missing or not a whole number of "
+                                  f"{self.type.name} elements: a corrupt or crafted checkpoint")
         if self.type.dtype == "bfloat16":  # widen bf16 to f32 through the bit pattern
             bits = np.frombuffer(self.data, dtype=np.uint16).astype(np.uint32) << 16
             return bits.view(np.float32)
@@ -58,13 +65,34 @@ class _LazyTensor:
     def __init__(self, storage: _Storage, offset: int, size, stride):
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
-    def materialize(self) -> np.ndarray:
+    def materialize(self, name: str = "?") -> np.ndarray:
+        """A copy of the tensor, after checking that every element it claims lies inside its storage.
+
+        The pickle's offset, sizes and strides are the file's word, not facts: `as_strided` on
+        unchecked ones reads memory outside the storage (a crafted file would crash the process or
+        return heap bytes as weights). `torch.load` refuses the same files.
+        """
         flat = self.storage.array()
-        itemsize = flat.dtype.itemsize
+        _check_bounds(name, self.offset, self.size, self.stride, len(flat))
         view = np.lib.stride_tricks.as_strided(
-            flat[self.offset:], shape=self.size, strides=[s * itemsize for s in self.stride]
+            flat[self.offset:], shape=self.size, strides=[s * flat.dtype.itemsize for s in self.stride]
         )
         return np.array(view)  # own, contiguous copy
+
+
+def _check_bounds(name: str, offset, size: tuple, stride: tuple, numel: int) -> None:
+    def whole(values) -> bool:
+        return all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+
+    what = f"tensor '{name}' (offset {offset}, size {list(size)}, stride {list(stride)})"
+    if not whole([offset]) or not whole(size) or not whole(stride) or len(size) != len(stride):
+        raise CorruptTensorError(f"{what} has a negative or malformed shape: a corrupt or crafted checkpoint")
+    if 0 in size:
+        return
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if last >= numel:
+        raise CorruptTensorError(f"{what} reaches element {last} of a storage of {numel}: "
+                              "a corrupt or crafted checkpoint")
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *args):
@@ -108,11 +136,11 @@ class _SafeUnpickler(pickle.Unpickler):
         return self.storages.setdefault(key, _Storage(storage_type, key))
 
 
-def _materialize(obj):
+def _materialize(obj, name: str = ""):
     if isinstance(obj, _LazyTensor):
-        return obj.materialize()
+        return obj.materialize(name)
     if isinstance(obj, dict):
-        return {k: _materialize(v) for k, v in obj.items()}
+        return {k: _materialize(v, f"{name}.{k}" if name else str(k)) for k, v in obj.items()}
     return obj
 
 
@@ -183,6 +211,8 @@ def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
         if zipfile.is_zipfile(path):
             return _unwrap(_materialize(_read_torch_zip(path)), path)
         return _unwrap(_materialize(_read_torch_legacy(path)), path)
+    except CorruptTensorError as e:
+        raise CorruptTensorError(f"cannot read {path}: {e}") from None
     except CheckpointError:
         raise
     except Exception as e:  # truncated or foreign files surface here as many exception types

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 
 import keras
@@ -203,6 +204,7 @@ def assign(model: keras.Model, named: Named, *, strict: bool = True, new_head_ok
             )
         arrays = []
         for (key, src, transform), var in zip(entries, variables):
+            check_values(key, src)
             forward, inverse = _TRANSFORMS[transform]
             want = tuple(var.shape)
             value = forward(src) if src.ndim == len(inverse(want)) else src
@@ -225,6 +227,54 @@ def assign(model: keras.Model, named: Named, *, strict: bool = True, new_head_ok
             raise CheckpointError(f"checkpoint layer '{extra[0]}' has no place in {model.name}: wrong model?")
     for layer, arrays in pending.items():  # nothing changes unless everything fits
         layer.set_weights(arrays)
+
+
+def keras_weight_shapes(path: Path) -> dict[str, list[tuple]]:
+    """A Keras 3 `.weights.h5`: {layer key: [variable shapes]}; keys are class names with a counter
+    (`conv2d`, `conv2d_1`, ...), as Keras numbers the layers it saves, in model order."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        layers = f.get("layers", {})
+        return {key: [tuple(group["vars"][str(i)].shape) for i in range(len(group["vars"]))]
+                for key, group in layers.items() if "vars" in group}
+
+
+def check_keras_weights(model: keras.Model, path: Path) -> None:
+    """One line naming the first layer whose weights the file lacks or gives in other shapes
+    (instead of Keras' warning per layer and an error cut short)."""
+    from keras.src.utils.naming import to_snake_case
+
+    try:
+        stored = keras_weight_shapes(path)
+    except (OSError, KeyError) as e:
+        raise CheckpointError(f"cannot read {path}: not a Keras .weights.h5 file ({e})") from None
+    counts: dict[str, int] = {}
+    for layer in model.layers:
+        name = to_snake_case(layer.__class__.__name__)
+        key = name if name not in counts else f"{name}_{counts[name] + 1}"
+        counts[name] = counts.get(name, -1) + 1
+        want = [tuple(w.shape) for w in layer.weights]
+        if not want:
+            continue
+        have = stored.get(key)
+        if have is None:
+            raise CheckpointError(f"{path} has no weights for layer '{layer.name}' of {model.name} "
+                                  "(a file of another model?)")
+        if have != want:
+            raise CheckpointError(f"{path} does not fit {model.name}: layer '{layer.name}' needs {want} but the "
+                                  f"file holds {have} (another model, width or class count?)")
+
+
+def check_values(key: str, array: np.ndarray) -> None:
+    """Weights are finite floats: an integer tensor is not a weight, and NaN/inf would make every
+    prediction NaN (refused here, naming the tensor, instead of cast or loaded)."""
+    if not np.issubdtype(array.dtype, np.floating):
+        raise CheckpointError(f"tensor '{key}' holds {array.dtype} values, not floating-point weights: "
+                              "wrong or corrupt checkpoint")
+    if not np.isfinite(array).all():
+        raise CheckpointError(f"tensor '{key}' holds NaN or infinite values "
+                              f"({int((~np.isfinite(array)).sum())} of {array.size}): refusing to load it")
 
 
 def _atomic_write_named(named: Named, path: Path) -> None:
@@ -281,8 +331,11 @@ def load_weights(model: keras.Model, weights: str, *, entry=None, net: NetSpec |
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist (or pass weights='imagenet' or None)")
     if path.name.endswith(".weights.h5"):
+        check_keras_weights(model, path)
         try:
-            return model.load_weights(path)
+            with warnings.catch_warnings():  # Keras warns once per layer before it raises
+                warnings.simplefilter("ignore")
+                return model.load_weights(path)
         except Exception as e:  # Keras raises several types for structural mismatches
             msg = str(e).strip().splitlines()[0]
             raise CheckpointError(f"{path} does not fit {model.name}: {msg}") from None
