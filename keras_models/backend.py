@@ -19,6 +19,17 @@ def backend() -> str:
     return keras.backend.backend()
 
 
+class BackendError(RuntimeError):
+    """A command that needs another Keras backend than the one running (one line)."""
+
+
+def require_tensorflow(what: str) -> None:
+    """Fail at once, not minutes in, when `what` (training, export...) meets a non-TensorFlow backend."""
+    if backend() != "tensorflow":
+        raise BackendError(f"{what} needs the TensorFlow backend, but KERAS_BACKEND={backend()}: run it with "
+                           "KERAS_BACKEND=tensorflow (the models themselves build and run on JAX too)")
+
+
 def accelerator_present() -> bool:
     """A GPU or TPU visible to the backend (XLA pays there; on CPU it is 5-18x slower here)."""
     if backend() == "tensorflow":

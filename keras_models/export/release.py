@@ -63,6 +63,7 @@ class ExportPlan:
     int8_saved_model: str | Path | None = None
 
     def check(self) -> None:
+        serving.check_model_name(self.name)
         check_formats(self.formats, self.quantizations)
         if "tflite" in self.formats and "int8" in self.quantizations and not self.calibration:
             raise ExportError("int8 needs calibration images: pass --calibration DATA (e.g. the training data)")

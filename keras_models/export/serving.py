@@ -28,12 +28,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_models.export.lite import ensure_probabilities, image_size_of
-from keras_models.files import atomic_output, quiet_stderr, umask
+from keras_models.export.lite import ExportError, ensure_probabilities, image_size_of
+from keras_models.files import atomic_output, owned_temp_prefix, quiet_stderr, remove_stale, umask
 from keras_models.inference import serving_graph
-from keras_models.preprocessing import IMAGE_FORMATS, center_crop, decode_image
+from keras_models.preprocessing import IMAGE_FORMATS, center_crop, decode_image, max_pixels
 
 WARMUP_FILE = "tf_serving_warmup_requests"
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # one folder in the repository, TF Serving's name
+
+
+def check_model_name(name: str) -> str:
+    """A model name is one plain folder name inside the repository: no '/', no '..', no hidden names."""
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name) or ".." in name:
+        raise ExportError(f"model name {name!r} is not allowed: use letters, digits, '.', '_' and '-' "
+                         "(one folder inside the repository, e.g. rexnet_100)")
+    return name
 CARD_FILE = "model_card.json"
 BAD_IMAGE = f"is not a readable {IMAGE_FORMATS} image"
 
@@ -46,7 +55,7 @@ def serving_module(model: keras.Model, labels_path: str, *, crop_pct: float, int
     variables once (keras' ExportArchive stores every variable twice: 28.6 MB for ReXNet 1.0x's
     14.3 MB of weights).
     """
-    size = image_size_of(model)
+    size, limit = image_size_of(model), max_pixels()
     probabilities = ensure_probabilities(model)
     k = min(top_k, model.output_shape[-1])
     module = tf.Module()
@@ -73,13 +82,15 @@ def serving_module(model: keras.Model, labels_path: str, *, crop_pct: float, int
         tf.debugging.Assert(n > 0, ["image_bytes is empty: send at least one image"])
 
         def decode(i, data):
+            tf.debugging.assert_less_equal(header_pixels(data), tf.constant(limit, tf.int64))
             return i, transform(decode_image(data))
 
         ds = tf.data.Dataset.from_tensor_slices((tf.range(n), image_bytes)).map(decode)
         index, images = ds.ignore_errors().batch(tf.maximum(n, 1)).get_single_element()
         decoded = tf.reduce_any(tf.equal(tf.range(n)[:, None], index[None, :]), axis=1)
         tf.debugging.Assert(tf.reduce_all(decoded),
-                            ["image_bytes element", tf.argmin(tf.cast(decoded, tf.int32)), BAD_IMAGE])
+                            ["image_bytes element", tf.argmin(tf.cast(decoded, tf.int32)),
+                             f"{BAD_IMAGE} of at most {limit:,} pixels"])
         return outputs(images)
 
     def pixels(dtype):
@@ -90,6 +101,28 @@ def serving_module(model: keras.Model, labels_path: str, *, crop_pct: float, int
                   "serve_images_uint8": pixels(tf.uint8)}
     module.signature_functions = signatures
     return module, signatures
+
+
+def header_pixels(data: tf.Tensor) -> tf.Tensor:
+    """Height x width from an encoded image's header, in-graph and before decoding (0 when unknown),
+    so a decompression bomb is refused without allocating it (`keras_models.preprocessing.header_size`)."""
+    def number(start: int, length: int, big_endian: bool) -> tf.Tensor:
+        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, start, length), tf.uint8), tf.int64)
+        weights = tf.constant([256 ** k for k in range(length)][::-1 if big_endian else 1], tf.int64)
+        return tf.reduce_sum(raw * weights)
+
+    def signed32(value: tf.Tensor) -> tf.Tensor:
+        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+
+    magic = tf.strings.substr(data, 0, 4)
+    jpeg = tf.equal(tf.strings.substr(data, 0, 2), b"\xff\xd8")
+    return tf.case([
+        (jpeg, lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64))),
+        (tf.equal(magic, b"\x89PNG"), lambda: number(16, 4, True) * number(20, 4, True)),
+        (tf.equal(magic, b"GIF8"), lambda: number(6, 2, False) * number(8, 2, False)),
+        (tf.equal(tf.strings.substr(data, 0, 2), b"BM"),
+         lambda: signed32(number(18, 4, False)) * signed32(number(22, 4, False))),
+    ], default=lambda: tf.constant(0, tf.int64))
 
 
 def write_warmup(version_dir: Path, name: str, images: Sequence[bytes]) -> int:
@@ -143,6 +176,7 @@ def write_saved_model(model: keras.Model, version_dir: Path, *, name: str, label
         "top_k": min(top_k, classes),
         "labels": "assets/labels.txt",
         "input": {"image_size": size, "crop_pct": crop_pct, "interpolation": interpolation,
+                  "max_pixels": max_pixels(),
                   "pixels": "RGB 0-255; resized so the short side is image_size/crop_pct, centre-cropped, "
                             "normalised in-graph"},
         "signatures": {
@@ -167,10 +201,15 @@ def versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name))
 
 
+STAGING = "staging"
+
+
 def staging_dir(model_dir: Path) -> Path:
-    """A hidden folder beside the versions (TF Serving ignores non-numeric names) to build one in."""
+    """A hidden folder beside the versions (TF Serving ignores non-numeric names) to build one in;
+    staging folders of exporters that were killed are removed first."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=model_dir, prefix=".staging-"))
+    remove_stale(model_dir, STAGING)
+    return Path(tempfile.mkdtemp(dir=model_dir, prefix=owned_temp_prefix(STAGING)))
 
 
 def publish(staging: Path, model_dir: Path, servable: bool = True) -> Path:
@@ -211,7 +250,7 @@ def saved_model(model: keras.Model, repository: str | Path = "saved_models", nam
                 labels: Sequence[str] | None = None, crop_pct: float = 0.875, interpolation: str = "bicubic",
                 top_k: int = 5, warmup_images: Sequence[bytes] | None = None, card: dict | None = None) -> Path:
     """Export `model` as the next version of `repository/name`; returns the version folder."""
-    name = name or model.name
+    name = check_model_name(name or model.name)
     model_dir = Path(repository) / name
     labels = list(labels) if labels is not None else [str(i) for i in range(model.output_shape[-1])]
     staging = staging_dir(model_dir)

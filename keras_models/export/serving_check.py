@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 PROTO_DTYPES = {"string": "STRING", "float32": "FLOAT", "uint8": "UINT8", "int64": "INT64"}  # as DT_* names
-BAD_IMAGE = "is not a readable JPEG/PNG/GIF/BMP image"
 
 
 class Checks:

@@ -27,7 +27,7 @@ from keras_models.preprocessing import EvalTransform
 def verify(version_dir: str | Path, *, weights: str | None = None, verbose: bool = True) -> list[dict]:
     """Check every file of an export version against the Keras model; returns (name, ok, detail) rows."""
     version_dir = resolve_version(Path(version_dir).expanduser())
-    card = json.loads((version_dir / serving.CARD_FILE).read_text())
+    card = read_card(version_dir)
     weights = weights or card.get("weights")
     if weights not in ("imagenet", None) and not Path(weights).is_file():
         raise ExportError(f"the Keras weights {weights} are gone; pass --weights FILE to compare against")
@@ -38,12 +38,15 @@ def verify(version_dir: str | Path, *, weights: str | None = None, verbose: bool
     if verbose:
         print(f"verifying {version_dir} ({card['model']}, {len(images.encoded)} images) against {weights}")
     reference = _reference(card, weights, images)
-    if (version_dir / "saved_model.pb").is_file():
+    missing = check_listed_files(checks, version_dir, card)
+    if (version_dir / "saved_model.pb").is_file() and "saved_model" not in missing:
         check_saved_model(checks, version_dir, images, reference)
     for path in sorted(version_dir.glob("*.tflite")):
-        check_tflite(checks, path, version_dir, card, images, reference)
+        checks.run(path.name, lambda path=path: check_tflite(checks, path, version_dir, card, images, reference))
     for path in sorted(version_dir.glob("*.onnx")):
-        check_onnx(checks, path, images, reference)
+        checks.run(path.name, lambda path=path: check_onnx(checks, path, images, reference))
+    if not checks.rows:
+        raise ExportError(f"{version_dir} holds no model to verify (no SavedModel, .tflite or .onnx file)")
     checks.raise_on_failure()
     if verbose:
         print(f"all {len(checks.rows)} checks passed")
@@ -62,6 +65,41 @@ def resolve_version(path: Path) -> Path:
     return path
 
 
+def read_card(version_dir: Path) -> dict:
+    path = version_dir / serving.CARD_FILE
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{path} is unreadable ({type(e).__name__}): the export is damaged; export again") from None
+    if not isinstance(card, dict) or not isinstance(card.get("input"), dict) or "model" not in card:
+        raise ExportError(f"{path} is not a keras-models model card (no model or input): export again")
+    return card
+
+
+def listed_files(card: dict) -> dict[str, list[str]]:
+    """What the export wrote, by format, from the model card (`export` rows; a bare `saved_model()` card
+    lists its signatures): every one of these must be there."""
+    rows = card.get("export") or ({"saved_model": {"file": "."}} if "signatures" in card else {})
+    files = {}
+    for fmt, row in rows.items():
+        if fmt == "saved_model":
+            files[fmt] = ["saved_model.pb", "variables/variables.index"]
+        elif fmt != "keras" and isinstance(row, dict) and row.get("file"):
+            files[fmt] = [row["file"]]
+    return files
+
+
+def check_listed_files(checks: Checks, version_dir: Path, card: dict) -> set[str]:
+    """A failed check for every file the card lists that is gone; returns the formats missing one."""
+    missing = set()
+    for fmt, names in listed_files(card).items():
+        gone = [n for n in names if not (version_dir / n).is_file()]
+        if gone:
+            missing.add(fmt)
+            checks.add(f"{fmt} files", False, f"{', '.join(gone)} listed in {serving.CARD_FILE} but missing")
+    return missing
+
+
 class Checks:
     """The rows of one verification, printed as they come."""
 
@@ -73,6 +111,14 @@ class Checks:
         self.rows.append({"name": name, "ok": bool(ok), "detail": detail})
         if self.verbose:
             print(f"  {'ok  ' if ok else 'FAIL'} {name}: {detail}")
+
+    def run(self, name: str, check) -> None:
+        """`check()`, whose failure to even run (a truncated or foreign file) is a failed check naming it."""
+        try:
+            check()
+        except Exception as e:  # the runtimes raise many types for a damaged file
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            self.add(name, False, f"cannot be loaded: {reason}")
 
     def within(self, name: str, diff: float, limit: float, detail: str) -> None:
         self.add(name, diff <= limit, f"{detail}max |dp| {diff:.1e} (limit {limit:g})")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import keras
 
 from keras_models.layers import PYTORCH_STYLE, BlockSpec, NetStyle
-from keras_models.models.factory import create_from_entry
+from keras_models.models.factory import create_from_entry, same_classes
 from keras_models.registry import ModelEntry, Pretrained, get_entry, register
 from keras_models.spec import NetSpec, make_divisible, round_repeats, stage_letter
 
@@ -230,7 +230,7 @@ def _constructor(registry_name: str, public_name: str):
         input_tensor=None,
         input_shape: tuple | None = None,
         pooling: str | None = None,
-        classes: int = 1000,
+        classes: int | None = None,
         classifier_activation: str | None = "softmax",
         name: str | None = None,
         *,
@@ -245,7 +245,7 @@ def _constructor(registry_name: str, public_name: str):
         if dropout_rate is not None:
             spec_options["dropout_rate"] = dropout_rate
         return create_from_entry(
-            entry, weights=weights, num_classes=num_classes or classes, name=name,
+            entry, weights=weights, num_classes=same_classes(classes, num_classes), name=name,
             spec_options=spec_options, include_top=include_top, input_tensor=input_tensor,
             input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
             include_preprocessing=include_preprocessing, features_only=features_only,

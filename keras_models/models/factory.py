@@ -14,6 +14,7 @@ from keras_models.spec import NetSpec, build
 
 # Options that reach the spec (architecture); everything else goes to `build`.
 SPEC_OPTIONS = ("dropout_rate", "drop_path_rate", "drop_connect_rate", "se", "se_ratio")
+RATE_OPTIONS = ("dropout_rate", "drop_path_rate", "drop_connect_rate")  # probabilities in [0, 1)
 
 __all__ = ["create_from_entry", "create_model", "get_entry", "list_models", "load_model", "make_spec", "model_info"]
 
@@ -21,6 +22,10 @@ __all__ = ["create_from_entry", "create_model", "get_entry", "list_models", "loa
 def make_spec(entry: ModelEntry, options: dict | None = None) -> NetSpec:
     """The entry's NetSpec with architecture options; an option the family lacks is one line."""
     options = options or {}
+    for key in RATE_OPTIONS:
+        value = options.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and 0 <= value < 1):
+            raise ValueError(f"{key} must be in [0, 1), e.g. 0.2; got {value!r}")
     params = inspect.signature(entry.make_spec).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = [k for k in options if k not in params]
@@ -62,7 +67,7 @@ def create_model(
     name: str,
     *,
     weights: str | None = None,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     pretrained: bool = False,
     **kwargs,
 ) -> keras.Model:
@@ -76,9 +81,18 @@ def create_model(
     if pretrained and weights is None:
         weights = "imagenet"
     spec_options = {k: kwargs.pop(k) for k in SPEC_OPTIONS if k in kwargs}
-    if "classes" in kwargs:
-        num_classes = kwargs.pop("classes")
+    num_classes = same_classes(kwargs.pop("classes", None), num_classes)
     return create_from_entry(entry, weights=weights, num_classes=num_classes, spec_options=spec_options, **kwargs)
+
+
+def same_classes(classes: int | None, num_classes: int | None) -> int:
+    """keras.applications' `classes` and timm's `num_classes` are one setting: both given must agree."""
+    if classes is not None and num_classes is not None and classes != num_classes:
+        raise ValueError(f"classes={classes} and num_classes={num_classes} disagree: pass one of them")
+    value = num_classes if num_classes is not None else (classes if classes is not None else 1000)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"num_classes must be a whole number >= 1; got {value!r}")
+    return value
 
 
 def load_model(path, **kwargs) -> keras.Model:

@@ -97,12 +97,48 @@ def test_verify_catches_a_wrong_model(exported, tmp_path):
     version = repo / "rexnet_100" / "1"
     broken = tmp_path / "broken"
     broken.mkdir()
-    shutil.copy(version / "model_card.json", broken)
+    card = json.loads((version / "model_card.json").read_text())
+    card["export"] = {k: v for k, v in card["export"].items() if k in ("keras", "tflite float32")}
+    (broken / "model_card.json").write_text(json.dumps(card))  # a TFLite-only version
     shutil.copy(version / "rexnet_100_dynamic.tflite", broken / "rexnet_100_float32.tflite")
     r = run_cli("verify", str(broken))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "keras-models: error: 1 of 3 checks failed: rexnet_100_float32.tflite vs Keras"]
+
+
+def test_verify_fails_when_listed_files_are_gone_or_damaged(exported, tmp_path, capsys):
+    """Nothing to check is a failure; so is every file the model card lists that is missing or broken."""
+    from keras_models.cli import main
+
+    repo, _ = exported
+    empty = tmp_path / "empty"
+    shutil.copytree(repo / "rexnet_100" / "1", empty)
+    for path in [empty / "saved_model.pb", *empty.glob("*.tflite"), *empty.glob("*.onnx")]:
+        path.unlink()
+    shutil.rmtree(empty / "variables")
+    assert main(["verify", str(empty)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "6 of 6 checks failed" in err[0] and "all 0" not in err[0]
+    assert all(f"{fmt} files" in err[0] for fmt in ("saved_model", "onnx", "tflite float32", "tflite int8"))
+
+    lite_only = tmp_path / "lite_only"
+    lite_only.mkdir()
+    card = json.loads((empty / "model_card.json").read_text())
+    card["export"] = {k: v for k, v in card["export"].items() if k in ("keras", "tflite float32")}
+    (lite_only / "model_card.json").write_text(json.dumps(card))
+    data = (repo / "rexnet_100" / "1" / "rexnet_100_float32.tflite").read_bytes()
+    (lite_only / "rexnet_100_float32.tflite").write_bytes(data[: len(data) // 3])  # truncated
+    assert main(["verify", str(lite_only)]) == 2
+    err = capsys.readouterr()
+    assert "FAIL rexnet_100_float32.tflite: cannot be loaded" in err.out
+    assert err.err.strip().splitlines() == ["keras-models: error: 1 of 1 checks failed: rexnet_100_float32.tflite"]
+
+    (lite_only / "model_card.json").write_text('{"model": "rexnet_100", "inp')
+    assert main(["verify", str(lite_only)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"keras-models: error: {lite_only / 'model_card.json'} is unreadable (JSONDecodeError): "
+                   "the export is damaged; export again"]
 
 
 def test_python_api_versions_and_serving_signatures(run, tmp_path):
@@ -201,3 +237,50 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and re.search(pattern, err[0]), (argv, err)
+
+
+def test_a_run_exported_with_too_few_labels_is_refused(run, tmp_path, capsys):
+    from keras_models.cli import main
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\n")
+    assert main(["export", "--weights", str(run / "best.weights.h5"), "--labels", str(labels),
+                 "--out", str(tmp_path / "repo")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"keras-models: error: {labels} lists 2 classes but the weights have 10: one class name per line, "
+                   "in training order"]
+    assert not (tmp_path / "repo").exists()
+
+
+def test_predict_uses_a_trained_run_as_it_was_trained(run, tmp_path, capsys):
+    """Model, class count, size, crop and labels come from the run beside the weights (it failed with
+    "A total of 1 objects could not be loaded" before)."""
+    from keras_models.cli import main
+
+    for name in ("best.weights.h5", "config.yaml"):
+        shutil.copy(run / name, tmp_path / name)
+    (tmp_path / "labels.txt").write_text("".join(f"digit {i}\n" for i in range(10)))
+    assert main(["predict", "--weights", str(tmp_path / "best.weights.h5"), str(PHOTOS / "coffee.jpg")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("coffee.jpg") and len(out) == 6 and all("digit " in line for line in out[1:])
+
+
+def test_serving_refuses_a_decompression_bomb_naming_the_element(run, tmp_path):
+    """The header is read in-graph: a 16000 x 16000 PNG (a few KB) is refused before it is decoded."""
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    import keras_models as km
+
+    model = km.create_model("rexnet_100", weights=str(run / "best.weights.h5"), num_classes=10,
+                            input_shape=(32, 32, 3))
+    version = km.export.saved_model(model, tmp_path, "digits", crop_pct=1.0)
+    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+    bomb = io.BytesIO()
+    Image.new("1", (16000, 16000)).save(bomb, "PNG")
+    photo = (PHOTOS / "chelsea.jpg").read_bytes()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes element\] \[1\].*at most 89,478,485"):
+        serve(image_bytes=tf.constant([photo, bomb.getvalue()]))
+    assert serve(image_bytes=tf.constant([photo]))["probabilities"].shape == (1, 10)
