@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _words(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
+from keras_models.arguments import ints, nonnegative_int, positive_int, words
 
 
 def _cmd_benchmark(args) -> None:
@@ -50,20 +40,21 @@ def add_subcommands(sub) -> None:
     p = sub.add_parser("benchmark", help="timm-style speed table (CSV + PNG), optionally against peers",
                        description="Time inference and/or a training step on synthetic images: warm-up, then "
                                    "repeated steps (median and 10th/90th percentiles), in columns named like timm's.")
-    p.add_argument("--model", type=_words, default=["rexnet_100"], help="comma list of registry names")
+    p.add_argument("--model", type=words, default=["rexnet_100"], help="comma list of registry names")
     p.add_argument("--bench", default="both", help="infer, train or both")
-    p.add_argument("--batch-size", type=_ints, default=[1, 32], help="comma list, e.g. 1,8,32,64")
-    p.add_argument("--img-size", type=_ints, default=[224], help="comma list, e.g. 128,224,320")
+    p.add_argument("--batch-size", type=ints, default=[1, 32], help="comma list, e.g. 1,8,32,64")
+    p.add_argument("--img-size", type=ints, default=[224], help="comma list, e.g. 128,224,320")
     p.add_argument("--precision", default="float32", help="float32, mixed_float16 or mixed_bfloat16")
     p.add_argument("--jit-compile", default="auto", help="XLA: auto (GPU/TPU only), on or off")
-    p.add_argument("--runtime", type=_words, default=["keras"],
+    p.add_argument("--runtime", type=words, default=["keras"],
                    help="comma list of keras, saved_model, tflite, tflite-int8")
     p.add_argument("--graph", default="inference",
                    help="keras inference graph: inference (BN folded, fused depthwise/SE units) or plain")
-    p.add_argument("--compare", type=_words, default=[], help="keras.applications and/or timm, in the same run")
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads for TF, TFLite and torch (0: all cores)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--iters", type=int, default=10, help="timed steps per configuration")
+    p.add_argument("--compare", type=words, default=[], help="keras.applications and/or timm, in the same run")
+    p.add_argument("--threads", type=nonnegative_int, default=0,
+                   help="intra-op threads for TF, TFLite and torch (0: all cores)")
+    p.add_argument("--warmup", type=nonnegative_int, default=3)
+    p.add_argument("--iters", type=positive_int, default=10, help="timed steps per configuration")
     p.add_argument("--peak-gflops", type=float,
                    help="this CPU's float32 peak (benchmarks/fma_peak), for float32 runs' %% of peak")
     p.add_argument("--results-file", default="benchmark.csv", help="CSV to write; the chart goes beside it (.png)")

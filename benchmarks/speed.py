@@ -68,8 +68,12 @@ class BenchOptions:
     def check(self) -> None:
         from keras_models.models import get_entry
 
+        if not self.models or not all(self.models):
+            raise BenchmarkError("--model needs at least one registry name, e.g. rexnet_100")
         for name in self.models:
             get_entry(name)  # raises with the close names
+        if self.threads < 0 or self.warmup < 0 or self.iters < 1:
+            raise BenchmarkError("--threads and --warmup must be >= 0 and --iters >= 1")
         for value, allowed, what in ((self.bench, BENCHES, "--bench"), (self.precision, PRECISIONS, "--precision"),
                                      (self.jit_compile, JIT_SETTINGS, "--jit-compile"),
                                      (self.graph, GRAPHS, "--graph")):

@@ -11,6 +11,8 @@ import argparse
 import dataclasses
 import sys
 
+from keras_models.arguments import OneLineParser, fraction, image_size, nonempty, nonnegative_int, positive_int
+from keras_models.backend import require_tensorflow
 from training.config import OPTIMIZERS, PRECISIONS, STRATEGIES, SWITCHES, TrainConfig
 
 CHOICES = {"optimizer": OPTIMIZERS, "precision": PRECISIONS, "strategy": STRATEGIES, "jit_compile": SWITCHES}
@@ -31,6 +33,7 @@ HELP = {
     "unfreeze_lr_scale": "LR factor once the backbone is released",
     "checkpoint_every": "steps between checkpoints (also one per epoch)",
     "randaugment": "RandAugment magnitude 1-10 (0 = off)",
+    "worker_timeout": "multi_worker: seconds to wait for every worker to join before stopping (default 600)",
 }
 
 
@@ -67,12 +70,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    require_tensorflow("training (tf.distribute, tf.data, checkpoints)")
     from training.trainer import fit
 
     fit(config_from_args(args))
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    require_tensorflow("eval (tf.data)")
     from training.evaluate import evaluate
 
     evaluate(model=args.model, weights=args.weights, data=args.data, image_size=args.image_size,
@@ -81,6 +86,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_optimize(args: argparse.Namespace) -> None:
+    require_tensorflow("optimize (tfmot)")
     from training.optimize import optimize
 
     optimize(method=args.method, weights=args.weights, out=args.out, model=args.model, data=args.data,
@@ -91,6 +97,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    require_tensorflow("export (SavedModel, TFLite)")
     from training.export_run import export
 
     export(weights=args.weights, model=args.model, labels=args.labels, formats=args.formats,
@@ -110,9 +117,9 @@ def add_subcommands(sub) -> None:
     p.add_argument("--model", help="default: from config.yaml beside the weights")
     p.add_argument("--data", help="default: the run's data (config.yaml), else digits")
     p.add_argument("--data-dir")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--crop-pct", type=float)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--image-size", type=image_size)
+    p.add_argument("--crop-pct", type=fraction)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--val-split", type=float)
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_eval)
@@ -127,10 +134,10 @@ def add_subcommands(sub) -> None:
     p.add_argument("--out", required=True, help="new run directory for the optimized weights, TFLite and report")
     p.add_argument("--model", help="default: from config.yaml beside the weights")
     p.add_argument("--data", help="default: the run's data")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (per phase for prune+qat)")
-    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training split")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--image-size", type=image_size)
+    p.add_argument("--epochs", type=positive_int, default=3, help="fine-tuning epochs (per phase for prune+qat)")
+    p.add_argument("--steps-per-epoch", type=positive_int, help="default: one pass over the training split")
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=float, help="peak SGD LR, cosine to 0 (default: 1e-3 for qat, 5e-3 otherwise, "
                    "at batch 64)")
     p.add_argument("--sparsity", type=float, default=0.5,
@@ -142,8 +149,8 @@ def add_subcommands(sub) -> None:
                    help="prune: 1x1-conv and dense weights go in blocks of this many input channels, which "
                         "gzip packs (1 = any single weight)")
     p.add_argument("--clusters", type=int, default=16, help="cluster: distinct values per kernel")
-    p.add_argument("--eval-images", type=int, default=0, help="validation images to measure on (0 = all)")
-    p.add_argument("--calibration-images", type=int, default=200)
+    p.add_argument("--eval-images", type=nonnegative_int, default=0, help="validation images to measure on (0 = all)")
+    p.add_argument("--calibration-images", type=positive_int, default=200)
     p.add_argument("--no-distill", dest="distill", action="store_false",
                    help="fine-tune on the labels instead of the source model's predictions")
     p.set_defaults(func=cmd_optimize)
@@ -159,11 +166,12 @@ def add_subcommands(sub) -> None:
     p.add_argument("--tflite-quant", default="float32", help="comma list of float32, float16, dynamic, int8")
     p.add_argument("--data", help="evaluation data (default: the run's), e.g. digits, folder:PATH")
     p.add_argument("--calibration", help="int8 calibration data, its training split (default: --data)")
-    p.add_argument("--calibration-images", type=int, default=200)
-    p.add_argument("--eval-images", type=int, default=500, help="validation images to measure on")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--crop-pct", type=float)
-    p.add_argument("--out", default="saved_models", help="model repository (TF Serving's model base path)")
+    p.add_argument("--calibration-images", type=positive_int, default=200)
+    p.add_argument("--eval-images", type=positive_int, default=500, help="validation images to measure on")
+    p.add_argument("--image-size", type=image_size)
+    p.add_argument("--crop-pct", type=fraction)
+    p.add_argument("--out", type=nonempty, default="saved_models",
+                   help="model repository (TF Serving's model base path)")
     p.add_argument("--name", help="model name in the repository (default: the registry name)")
     p.set_defaults(func=cmd_export)
 
@@ -171,7 +179,7 @@ def add_subcommands(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     from keras_models.cli import run_command
 
-    parser = argparse.ArgumentParser(prog="python -m training", description="keras-models trainer")
+    parser = OneLineParser(prog="python -m training", description="keras-models trainer")
     add_subcommands(parser.add_subparsers(dest="command", required=True))
     return run_command(parser, argv)
 

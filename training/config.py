@@ -19,6 +19,37 @@ class ConfigError(ValueError):
     """A config that cannot run, with what to change."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice is an error (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+def _check_type(name: str, annotation: str, value, origin: str) -> None:
+    """YAML values are checked against the field's annotation, naming the field (`epochs: true` is no int)."""
+    optional = annotation.endswith(" | None")
+    base = annotation.removesuffix(" | None")
+    if value is None and optional:
+        return
+    allowed = _TYPES.get(base)
+    if allowed is None:  # tuples and dicts are checked by validate() and their users
+        return
+    if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+        raise ConfigError(f"{origin}: {name} must be {'a' if base != 'int' else 'an'} {base}"
+                          f"{' or null' if optional else ''}; got {value!r}")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Per-family defaults, taken from the reference trainers (see README, "Recipe")."""
@@ -89,6 +120,7 @@ class TrainConfig:
     precision: str = "float32"
     jit_compile: str = "auto"  # auto: XLA on GPU/TPU only (XLA-CPU depthwise convs are 5-18x slower)
     sync_bn: bool = False
+    worker_timeout: float = 600.0  # multi_worker: seconds to wait for every worker to join, then stop
     checkpoint_every: int = 200  # steps; also at every epoch end
     seed: int = 0
     extra: dict = field(default_factory=dict)  # free-form notes carried into config.yaml
@@ -100,7 +132,7 @@ class TrainConfig:
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
         if not isinstance(data, dict):
@@ -114,6 +146,9 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"{origin}: unknown field(s) {unknown}; known: {sorted(names)}")
         data = dict(data)
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                _check_type(f.name, f.type, data[f.name], origin)
         if data.get("crop_scale") is not None:
             data["crop_scale"] = tuple(float(v) for v in data["crop_scale"])
         return cls(**data).validate()
@@ -141,10 +176,13 @@ class TrainConfig:
         one_of("precision", PRECISIONS)
         one_of("strategy", STRATEGIES)
         one_of("jit_compile", SWITCHES)
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "checkpoint_every": self.checkpoint_every}
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "checkpoint_every": self.checkpoint_every,
+                    "steps_per_epoch": 1 if self.steps_per_epoch is None else self.steps_per_epoch}
         for name, value in positive.items():
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+        if not str(self.out).strip():
+            raise ConfigError("out must name a run directory, e.g. runs/flowers; got an empty string")
         if self.image_size is not None and self.image_size < 32:
             raise ConfigError(f"image_size must be >= 32 (the nets downsample 32x); got {self.image_size}")
         if self.lr is not None and not self.lr > 0:
@@ -159,6 +197,8 @@ class TrainConfig:
             raise ConfigError(f"crop_scale must be two fractions 0 < lo <= hi <= 1; got {self.crop_scale}")
         if not 0 <= self.randaugment <= 10:
             raise ConfigError(f"randaugment magnitude must be 0-10; got {self.randaugment}")
+        if not self.worker_timeout > 0:
+            raise ConfigError(f"worker_timeout must be > 0 seconds; got {self.worker_timeout}")
         if self.freeze_epochs is not None and not self.freeze_backbone:
             raise ConfigError("freeze_epochs needs freeze_backbone")
         return self

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_models.preprocessing import IMAGE_FORMATS, EvalTransform, decode_image
+from keras_models.preprocessing import IMAGE_FORMATS, EvalTransform, ImageError, check_pixels, decode_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF87a", b"GIF89a", b"BM")
@@ -97,13 +97,23 @@ def _digits(val_split: float, seed: int) -> DataSource:
     )
 
 
-def _is_image_file(path: Path) -> bool:
+HEADER_BYTES = 1 << 16  # enough for a JPEG's size marker behind its EXIF block
+
+
+def _image_problem(path: Path) -> str | None:
+    """Why a file is no usable training image (not an image, or over the pixel limit), or None."""
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
-        return False
-    return head.startswith(_MAGIC)
+            head = f.read(HEADER_BYTES)
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    if path.suffix.lower() not in IMAGE_EXTENSIONS or not head.startswith(_MAGIC):
+        return f"not a {IMAGE_FORMATS} image"
+    try:
+        check_pixels(head, "it")
+    except ImageError as e:
+        return str(e)
+    return None
 
 
 def _scan_classes(root: Path, class_names: list[str] | None = None) -> tuple[list[str], list[str], list[int], int]:
@@ -115,15 +125,19 @@ def _scan_classes(root: Path, class_names: list[str] | None = None) -> tuple[lis
         folder = root / name
         if not folder.is_dir():
             continue
+        before = len(files)
         for path in sorted(folder.rglob("*")):
             if not path.is_file() or path.name.startswith("."):
                 continue
-            if path.suffix.lower() not in IMAGE_EXTENSIONS or not _is_image_file(path):
-                print(f"warning: skipping {path}: not a {IMAGE_FORMATS} image", file=sys.stderr)
+            problem = _image_problem(path)
+            if problem is not None:
+                print(f"warning: skipping {path}: {problem}", file=sys.stderr)
                 skipped += 1
                 continue
             files.append(str(path))
             labels.append(label)
+        if len(files) == before:
+            raise DataError(f"class folder {folder} holds no images: add some or remove the folder")
     return class_names, files, labels, skipped
 
 
@@ -147,7 +161,7 @@ def _folder(root: Path, val_split: float, seed: int) -> DataSource:
         raise DataError(f"{root} needs at least two class subfolders of images (root/<class>/*.jpg, "
                         f"or root/train/<class> with root/val/<class>)")
     if skipped:
-        print(f"warning: {skipped} file(s) in {root} are not images and were skipped", file=sys.stderr)
+        print(f"warning: {skipped} file(s) in {root} are not usable images and were skipped", file=sys.stderr)
 
     def files_ds(files, labels):
         return tf.data.Dataset.from_tensor_slices((files, np.asarray(labels, np.int32)))
@@ -166,6 +180,12 @@ def _tfds(name: str, data_dir: str | None, val_split: float, manual_dir: str | N
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(f"tensorflow-datasets has no dataset {name.split('/')[0]!r} "
+                        "(see `tfds.list_builders()`), or use folder:PATH or tfrecord:GLOB") from None
+    except ValueError as e:  # an unknown config or version of a known dataset
+        raise DataError(f"tfds {name!r}: {str(e).strip().splitlines()[0][:200]}") from None
+    try:
         if not builder.is_prepared():
             config = tfds.download.DownloadConfig(manual_dir=os.path.expanduser(manual_dir)) if manual_dir else None
             builder.download_and_prepare(download_config=config)

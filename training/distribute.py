@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
 
 import tensorflow as tf
 
 
-def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+def make_strategy(name: str = "auto", worker_timeout: float = 600.0) -> tf.distribute.Strategy:
     """auto: multi-worker when TF_CONFIG names a cluster, mirrored with several GPUs, else one device."""
     gpus = tf.config.list_physical_devices("GPU")  # physical: listing logical ones would start the
     # runtime, after which MultiWorkerMirroredStrategy can no longer configure its collectives
@@ -28,7 +33,7 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
             raise ValueError("strategy multi_worker needs TF_CONFIG with a cluster and this worker's task "
                              '(e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                              '"task": {"type": "worker", "index": 0}})')
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return wait_for_cluster(tf.distribute.MultiWorkerMirroredStrategy, _peers(), worker_timeout)
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
@@ -38,6 +43,37 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
             raise ValueError(f"strategy tpu: no TPU found ({str(e).splitlines()[0]})") from None
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"unknown strategy {name!r}")
+
+
+def _peers() -> list[str]:
+    """The other tasks' addresses in TF_CONFIG (the ones this worker waits for)."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = config.get("task", {})
+    return [address for kind, addresses in config.get("cluster", {}).items() for i, address in enumerate(addresses)
+            if (kind, i) != (task.get("type"), task.get("index"))]
+
+
+def wait_for_cluster(create: Callable[[], tf.distribute.Strategy], peers: list[str], timeout_s: float):
+    """`create()` blocks in C++ until every worker has joined, holding the GIL: deaf to Python signal
+    handlers and threads. Ctrl-C and SIGTERM get their default action meanwhile (the process ends:
+    130, 143), and a watchdog process (`training.cluster_watch`) says who is awaited, reports an
+    interrupt and ends the wait after `timeout_s`."""
+    if threading.current_thread() is not threading.main_thread():
+        return create()
+    stop = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, signal.SIG_DFL) for s in stop}
+    watch = subprocess.Popen([sys.executable, "-m", "training.cluster_watch", str(os.getpid()), str(timeout_s),
+                              ", ".join(peers) or "(none)"], stdin=subprocess.PIPE, text=True)
+    try:
+        strategy = create()
+        watch.stdin.write("joined\n")
+        watch.stdin.flush()
+        return strategy
+    finally:
+        watch.stdin.close()
+        watch.wait()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _cluster_spec() -> dict:

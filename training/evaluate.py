@@ -35,7 +35,9 @@ def run_settings(weights: str | None, *, model: str | None = None, data: str | N
     so `eval`/`export --weights runs/x/best.weights.h5` use exactly the split and transform training used."""
     from keras_models.models import get_entry
 
-    run_config = Path(weights).expanduser().parent / "config.yaml" if weights else None
+    if weights and weights != "imagenet" and not Path(weights).expanduser().is_file():
+        raise ConfigError(f"weights file {weights} does not exist (e.g. runs/digits/best.weights.h5)")
+    run_config = Path(weights).expanduser().parent / "config.yaml" if weights and weights != "imagenet" else None
     run = TrainConfig.from_yaml(run_config) if run_config and run_config.is_file() else None
     model = model or (run.model if run else None)
     if model is None:

@@ -14,23 +14,14 @@ from pathlib import Path
 
 from keras_models.export import ExportError, ExportPlan, export_model
 from keras_models.export.measure import Images, prepare
-from keras_models.export.serving import sample_image
+from keras_models.export.serving import check_model_name, sample_image
 from keras_models.files import file_digest
 from keras_models.models import create_model, get_entry
 from keras_models.preprocessing import EvalTransform
+from keras_models.run_files import check_labels, read_labels, read_run_files
 from training import data as data_lib
 from training.evaluate import run_settings
 from training.optimize import QAT_SAVED_MODEL
-
-
-def read_labels(path: str | Path) -> list[str]:
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ExportError(f"labels file {path} does not exist")
-    labels = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not labels:
-        raise ExportError(f"labels file {path} is empty: one class name per line")
-    return labels
 
 
 def training_metrics(weights: Path) -> dict:
@@ -146,8 +137,12 @@ def export(*, weights: str = "imagenet", model: str | None = None, labels: str |
     formats_list = [f.strip() for f in formats.split(",") if f.strip()]
     quants = [q.strip() for q in tflite_quant.split(",") if q.strip()]
     check_formats(formats_list, quants)
+    if name is not None:
+        check_model_name(name)
     run = resolve(weights, model, data, image_size, crop_pct)
     class_names = run.class_names(labels)
+    if labels:
+        check_labels(class_names, read_run_files(weights).num_classes, labels)
     images = run.eval_images(eval_images, len(class_names))
     int8 = "tflite" in formats_list and "int8" in quants
     t = run.transform

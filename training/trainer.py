@@ -12,8 +12,10 @@ from __future__ import annotations
 import csv
 import math
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +24,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_models.backend import use_jit
+from keras_models.backend import require_tensorflow, use_jit
 from keras_models.files import atomic_output
 from keras_models.models import create_model, get_entry
 from keras_models.spec import CLASSIFIER_LAYERS
 from training import data as data_lib
+from training.checkpoints import clean_leftovers, resume_point
 from training.config import ConfigError, TrainConfig
 from training.distribute import is_chief, make_strategy
 from training.optim import ModelEMA, WarmupCosine, make_optimizer
@@ -39,6 +42,31 @@ METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_top1", "val_loss", 
 
 class TrainingError(RuntimeError):
     """A run that stopped for a reason the user must act on (divergence, wrong --out)."""
+
+
+class Interrupted(TrainingError):
+    """Stopped by Ctrl-C (exit 130) or SIGTERM (exit 143) after writing a checkpoint."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Preempted(KeyboardInterrupt):
+    """SIGTERM, what Slurm, Kubernetes and spot instances send before they kill: handled like Ctrl-C."""
+
+    reason, exit_code = "stopped by SIGTERM", 128 + signal.SIGTERM
+
+
+def _raise_preempted(signum, frame):
+    raise Preempted()
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into `Preempted` in the main thread; returns the handler to put back (None off it)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_preempted)
 
 
 @dataclass
@@ -79,19 +107,23 @@ def set_backbone_trainable(model: keras.Model, trainable: bool) -> None:
 
 class Trainer:
     def __init__(self, config: TrainConfig, verbose: bool = True):
+        require_tensorflow("training (tf.distribute, tf.data, checkpoints)")
         self.requested = config.validate()
         self.verbose = verbose
 
     # --- set-up -------------------------------------------------------------------------
     def _setup(self) -> None:
-        self.strategy = make_strategy(self.requested.strategy)  # first: collectives must exist before any op
+        # First: collectives must exist before any op.
+        self.strategy = make_strategy(self.requested.strategy, self.requested.worker_timeout)
         set_precision(self.requested.precision)
         keras.utils.set_random_seed(self.requested.seed)
         self.chief = is_chief(self.strategy)
         self._resolve()
-        latest = tf.train.latest_checkpoint(str(self.out / "checkpoints"))
-        if latest is not None:
-            self._check_same_run()
+        self._check_same_run()
+        ckpt_dir = self.out / "checkpoints"
+        if self.chief and clean_leftovers(ckpt_dir):
+            self._log(f"note: removed what an interrupted checkpoint save left in {ckpt_dir}")
+        latest = resume_point(ckpt_dir, self._log, chief=self.chief)
         resuming = latest is not None
         with self.strategy.scope():
             self._build_model(resuming)
@@ -188,14 +220,24 @@ class Trainer:
             self.writer = tf.summary.create_noop_writer()
 
     def _check_same_run(self) -> None:
-        """An existing run in --out must be the same run (resume), never silently another."""
+        """An existing run in --out must be the same run (resume), never silently another.
+
+        Identity is read from config.yaml; a folder holding a run's files without a readable
+        config.yaml cannot be identified, so it is refused rather than trained over.
+        """
         saved = self.out / "config.yaml"
+        run_files = [n for n in ("best.weights.h5", "last.keras", "checkpoints", "metrics.csv")
+                     if (self.out / n).exists()]
         if not saved.is_file():
+            if run_files:
+                raise ConfigError(f"{self.out} holds another run's {run_files[0]} but no config.yaml to tell which "
+                                  f"run it is; pass another --out (or delete {self.out})")
             return
         try:
             previous = TrainConfig.from_yaml(saved)
-        except ConfigError:
-            return
+        except ConfigError as e:
+            raise ConfigError(f"{self.out} holds a run whose config.yaml is unreadable ({e}); pass another --out "
+                              f"(or delete {self.out})") from None
         for key in RUN_IDENTITY:
             if getattr(previous, key) != getattr(self.cfg, key):
                 raise ConfigError(f"{self.out} holds a run with {key}={getattr(previous, key)!r}, not "
@@ -264,6 +306,7 @@ class Trainer:
                                                input_context=ctx, skip_elements=st.step * per_pipeline)
 
         iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+        previous_handler = _stop_on_sigterm()
         eval_ds = self.pipeline.eval_dataset(self.source, max(cfg.batch_size, 64))
         speeds = []
         try:
@@ -277,11 +320,15 @@ class Trainer:
                 speeds.append(speed)
                 row.update(self._evaluate_for_epoch(eval_step, eval_ds))
                 self._end_epoch(row)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (see `_stop_on_sigterm`)
+            self.state.step = int(self.step_var.numpy())  # a step the signal cut short of its bookkeeping
             self._save_checkpoint()
-            raise TrainingError(f"interrupted at step {int(self.step_var.numpy())}; "
-                                f"rerun the same command to resume") from None
+            code = getattr(stop, "exit_code", 130)
+            raise Interrupted(f"{getattr(stop, 'reason', 'interrupted')} at step {int(self.step_var.numpy())}: "
+                              f"checkpoint written; rerun the same command to resume", code) from None
         finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
             if self._scratch:
                 shutil.rmtree(self._scratch, ignore_errors=True)
         measured = speeds[1:] or speeds  # the first epoch pays for tracing
@@ -293,35 +340,35 @@ class Trainer:
         bar = _progress(self.steps_per_epoch, first, f"epoch {epoch + 1}/{cfg.epochs}", self.chief and self.verbose)
         loss_sum = correct_sum = seen = 0.0
         timed_images, timed_seconds = 0, 0.0
-        for i in range(first, self.steps_per_epoch):
-            t0 = time.perf_counter()
-            loss, correct = train_step(iterator)
-            loss = float(loss)
-            if not math.isfinite(loss):
+        try:  # the bar ends its line whatever stops the epoch, so an error message starts its own
+            for i in range(first, self.steps_per_epoch):
+                t0 = time.perf_counter()
+                loss, correct = train_step(iterator)
+                loss = float(loss)
+                if not math.isfinite(loss):
+                    kept = self.manager.latest_checkpoint or "none yet"
+                    raise TrainingError(f"loss became {loss} at step {st.step + 1} (epoch {epoch + 1}); stopped. "
+                                        f"Last good checkpoint: {kept}. Lower --lr, or use --precision float32")
+                dt = time.perf_counter() - t0
+                st.step += 1
+                if i > first:  # the first step of a (re)start includes tracing
+                    timed_images += cfg.batch_size
+                    timed_seconds += dt
+                loss_sum += loss
+                correct_sum += float(correct)
+                seen += 1
                 if bar is not None:
-                    bar.close()
-                kept = self.manager.latest_checkpoint or "none yet"
-                raise TrainingError(f"loss became {loss} at step {st.step + 1} (epoch {epoch + 1}); stopped. "
-                                    f"Last good checkpoint: {kept}. Lower --lr, or use --precision float32")
-            dt = time.perf_counter() - t0
-            st.step += 1
-            if i > first:  # the first step of a (re)start includes tracing
-                timed_images += cfg.batch_size
-                timed_seconds += dt
-            loss_sum += loss
-            correct_sum += float(correct)
-            seen += 1
+                    bar.update(1)
+                    if i % 5 == 0 or i == self.steps_per_epoch - 1:
+                        top1 = 100 * correct_sum / (seen * cfg.batch_size)
+                        bar.set_postfix({
+                            "loss": f"{loss_sum / seen:.3f}", "top1": f"{top1:.1f}", "lr": f"{self._lr():.3g}",
+                            "img/s": f"{timed_images / max(timed_seconds, 1e-9):.0f}", "step_ms": f"{1000 * dt:.0f}"})
+                if st.step % cfg.checkpoint_every == 0:
+                    self._save_checkpoint()
+        finally:
             if bar is not None:
-                bar.update(1)
-                if i % 5 == 0 or i == self.steps_per_epoch - 1:
-                    bar.set_postfix({
-                        "loss": f"{loss_sum / seen:.3f}", "top1": f"{100 * correct_sum / (seen * cfg.batch_size):.1f}",
-                        "lr": f"{self._lr():.3g}", "img/s": f"{timed_images / max(timed_seconds, 1e-9):.0f}",
-                        "step_ms": f"{1000 * dt:.0f}"})
-            if st.step % cfg.checkpoint_every == 0:
-                self._save_checkpoint()
-        if bar is not None:
-            bar.close()
+                bar.close()
         speed = timed_images / timed_seconds if timed_seconds else float("nan")
         with self.writer.as_default(step=st.step):
             tf.summary.scalar("train/loss", loss_sum / max(seen, 1))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -16,23 +15,7 @@ import numpy as np
 import pytest
 import yaml
 from helpers import HELPERS, ROOT, run_cli
-
-# Small and fast but the real model: ReXNet 1.0x at 32px, a few steps per epoch.
-SMALL = ["--model", "rexnet_100", "--data", "digits", "--batch-size", "32", "--steps-per-epoch", "6",
-         "--epochs", "2", "--checkpoint-every", "2"]
-
-
-def read_metrics(out: Path) -> list[dict]:
-    with open(out / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def latest_step(out: Path) -> int | None:
-    index = out / "checkpoints" / "checkpoint"
-    if not index.is_file():
-        return None
-    first = index.read_text().splitlines()[0]  # model_checkpoint_path: "ckpt-N"
-    return int(first.rsplit("-", 1)[1].rstrip('"'))
+from helpers.runs import SMALL, latest_step, read_metrics
 
 
 # --- config and CLI ----------------------------------------------------------------------
@@ -180,24 +163,25 @@ DETERMINISTIC = {"model": "rexnet_100", "data": "digits", "batch_size": 32, "ste
 
 def test_mirrored_two_replicas_equal_one_device(tmp_path):
     """Same global batch, synchronized BN on both: 2 replicas must reproduce 1 device (gradient
-    all-reduce, loss scaled by the global batch, cross-replica BN statistics). Two steps only:
-    BN nets trained on one batch are chaotic, so later steps amplify float-order noise."""
-    config = {**DETERMINISTIC, "steps_per_epoch": 1, "lr": 0.01, "sync_bn": True}
+    all-reduce, loss scaled by the global batch, cross-replica BN statistics), checked on the weights
+    after one all-reduced update. BN nets trained on one batch are chaotic: a second step turns that
+    update's float-order noise (7.8e-4 here) into 0.035 in the weights and 0.55-0.7% in the loss on
+    this Intel CPU (0.5% was the bound measured on AMD), so the test stops after the one update."""
+    config = {**DETERMINISTIC, "steps_per_epoch": 1, "epochs": 1, "lr": 0.01, "sync_bn": True}
     one = _worker({**config, "strategy": "one_device", "out": str(tmp_path / "one")}, tmp_path / "one.npz")
     _finish(one)
     two = _worker({**config, "strategy": "mirrored", "out": str(tmp_path / "two")},
                   tmp_path / "two.npz", {"LOGICAL_CPUS": "2"})
-    assert _finish(two)["steps"] == 2
+    assert _finish(two)["steps"] == 1
     la = [float(r["train_loss"]) for r in read_metrics(tmp_path / "one")]
     lb = [float(r["train_loss"]) for r in read_metrics(tmp_path / "two")]
     assert la[0] == pytest.approx(lb[0], rel=1e-5)  # same init, same 32 images split over 2 replicas
-    assert la[1] == pytest.approx(lb[1], rel=5e-3)  # after one all-reduced update
     a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     assert a.files == b.files
-    # Sync-BN variance is E[x^2] - E[x]^2: summing it per replica first moves the last bits, and
-    # the stem (BN right after the conv) amplifies that most; 0.02 is ~5% of its weights' scale.
+    # Sync-BN variance is E[x^2] - E[x]^2: summing it per replica first moves the last bits, and the
+    # stem (BN right after the conv) amplifies that most: 7.8e-4 measured, 0.25% of its weights' scale.
     learned = max(float(np.max(np.abs(a[k] - b[k]))) for k in a.files if "moving_" not in k)
-    assert learned < 0.05, learned
+    assert learned < 2e-3, learned
     for k in (k for k in a.files if "moving_" in k):
         np.testing.assert_allclose(a[k], b[k], rtol=0.1, atol=0.05, err_msg=k)
 

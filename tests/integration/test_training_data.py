@@ -155,3 +155,13 @@ def test_folder_without_images_is_one_clear_error(tmp_path):
     tf.io.TFRecordWriter(str(empty)).close()
     with pytest.raises(data_lib.DataError, match="hold no records"):
         data_lib.load(f"tfrecord:{empty}")
+
+
+def test_tfds_can_prepare_its_packaged_datasets(tmp_path):
+    """`train --data tfds:mnist` failed with "No module named 'importlib_resources'" before any download:
+    tensorflow-datasets imports it to find a packaged dataset's checksums and does not declare it."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("mnist", data_dir=str(tmp_path))
+    checksums = builder._checksums_path  # what download_and_prepare reads first
+    assert checksums is not None and "mnist" in str(checksums) and checksums.exists()

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from keras_models.export import lite
 from keras_models.export.measure import Images, batched, compare, median_ms, prepare
+from keras_models.files import owned_temp_prefix, remove_stale
 from keras_models.models import create_model, get_entry
 from training.data import encoded_images
 from training.evaluate import run_settings
@@ -237,7 +238,8 @@ def run(opts: OptimizeOptions) -> dict:
     job = Job(opts)
     method = STRATEGIES[opts.method]
     out = Path(opts.out)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    remove_stale(out.parent, out.name)  # what a killed optimize run of the same --out left
+    staging = Path(tempfile.mkdtemp(prefix=owned_temp_prefix(out.name), dir=out.parent))
     try:
         rows = job.source_rows(staging)
         optimized = method.optimize(job, job.twin)

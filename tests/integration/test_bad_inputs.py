@@ -1,0 +1,155 @@
+"""Bad input, as data: each row is a command line, what its one-line error must say, and (after `!`)
+paths that must not exist afterwards. Add a case by adding a row. Every case exits 2 with exactly
+one line on stderr and leaves nothing half-written. Run in-process through the real CLI entry."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+from helpers import PHOTOS, ROOT, run_cli
+from helpers.torch_files import write_torch_zip
+from PIL import Image
+
+PHOTO = str(PHOTOS / "coffee.jpg")
+CASES = [
+    # predict
+    (["predict", "--top", "0", PHOTO], "argument --top: must be a whole number >= 1, got '0'"),
+    (["predict", "--top", "-1", PHOTO], "argument --top: must be a whole number >= 1"),
+    (["predict", "--image-size", "0", PHOTO], "argument --image-size: must be a whole number >= 32"),
+    (["predict", "--crop-pct", "0", PHOTO], "argument --crop-pct: must be in (0, 1]"),
+    (["predict", "--crop-pct", "-1", PHOTO], "argument --crop-pct: must be in (0, 1]"),
+    (["predict", "--crop-pct", "2", PHOTO], "argument --crop-pct: must be in (0, 1]"),
+    (["predict", "--crop-pct", "nan", PHOTO], "argument --crop-pct: must be a finite number"),
+    (["predict", "--weights", "none", "{tmp}/truncated.jpg"], "image {tmp}/truncated.jpg: truncated or damaged"),
+    (["predict", "--weights", "none", "{tmp}/bomb.png"], "is 16000 x 16000 pixels, over the limit of 89,478,485"),
+    (["predict", "--weights", "{tmp}/other.weights.h5", "--model", "rexnet_100", PHOTO],
+     "does not fit rexnet_100: layer 'stem_conv' needs [(3, 3, 3, 32)] but the file holds [(3, 3, 3, 42)]"),
+    # convert: crafted and non-finite checkpoints
+    (["convert", "{tmp}/crafted.pth", "--model", "rexnet_100", "-o", "{tmp}/c.weights.h5"],
+     "tensor 'stem.conv.weight' (offset 0, size [268435456], stride [1]) reaches element", "!{tmp}/c.weights.h5"),
+    (["convert", "{tmp}/nan.safetensors", "--model", "rexnet_100", "-o", "{tmp}/n.weights.h5"],
+     "tensor 'stem.conv.weight' holds NaN or infinite values", "!{tmp}/n.weights.h5"),
+    # train: flags and YAML
+    (["train", "--steps-per-epoch", "0", "--out", "{tmp}/r"], "steps_per_epoch must be a positive integer; got 0",
+     "!{tmp}/r"),
+    (["train", "--steps-per-epoch", "-5", "--out", "{tmp}/r"], "steps_per_epoch must be a positive integer; got -5",
+     "!{tmp}/r"),
+    (["train", "--out", ""], "out must name a run directory"),
+    (["train", "--config", "{tmp}/bool.yaml", "--out", "{tmp}/r"], "bool.yaml: epochs must be an int; got True",
+     "!{tmp}/r"),
+    (["train", "--config", "{tmp}/twice.yaml", "--out", "{tmp}/r"], "key 'epochs' is given twice", "!{tmp}/r"),
+    (["train", "--config", "{tmp}/typo.yaml", "--out", "{tmp}/r"], "unknown field(s) ['epochz']", "!{tmp}/r"),
+    (["train", "--config", "{tmp}/lr.yaml", "--out", "{tmp}/r"], "lr must be a float or null; got 'fast'",
+     "!{tmp}/r"),
+    (["train", "--data", "folder:{tmp}/classes", "--out", "{tmp}/r"],
+     "class folder {tmp}/classes/empty holds no images", "!{tmp}/r"),
+    (["train", "--data", "tfds:nonexistent", "--out", "{tmp}/r"], "tensorflow-datasets has no dataset 'nonexistent'",
+     "!{tmp}/r"),
+    (["train", "--worker-timeout", "0", "--out", "{tmp}/r"], "worker_timeout must be > 0 seconds", "!{tmp}/r"),
+    # eval, export
+    (["eval", "--weights", "{tmp}/missing.weights.h5"], "weights file {tmp}/missing.weights.h5 does not exist"),
+    (["eval", "--weights", "{tmp}/other.weights.h5", "--batch-size", "0"], "argument --batch-size: must be a whole"),
+    (["export", "--eval-images", "0"], "argument --eval-images: must be a whole number >= 1"),
+    (["export", "--eval-images", "-5"], "argument --eval-images: must be a whole number >= 1"),
+    (["export", "--out", ""], "argument --out: must not be empty"),
+    (["export", "--model", "rexnet_100", "--weights", "none", "--labels", "{tmp}/labels.txt", "--name", "../escaped",
+      "--out", "{tmp}/repo"], "model name '../escaped' is not allowed", "!{tmp}/repo", "!{tmp}/escaped"),
+    # benchmark
+    (["benchmark", "--model", ""], "argument --model: expected a comma-separated list of names"),
+    (["benchmark", "--threads", "-3"], "argument --threads: must be a whole number >= 0, got '-3'"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    """The files the cases point at, made for real."""
+    tmp = tmp_path_factory.mktemp("bad")
+    data = (PHOTOS / "coffee.jpg").read_bytes()
+    (tmp / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    bomb = io.BytesIO()
+    Image.new("1", (16000, 16000)).save(bomb, "PNG")  # 32 MB in memory, a few KB on disk, 768 MB as RGB
+    (tmp / "bomb.png").write_bytes(bomb.getvalue())
+    write_torch_zip({"stem.conv.weight": np.zeros(4, np.float32)}, tmp / "crafted.pth",
+                    layouts={"stem.conv.weight": (0, (2**28,), (1,))})
+    from safetensors.numpy import load_file, save_file
+
+    state = load_file(str(ROOT.parent / "shared" / "fixtures" / "rexnet_100_timm.safetensors")) \
+        if (ROOT.parent / "shared" / "fixtures").is_dir() else {"stem.conv.weight": np.ones((32, 3, 3, 3), np.float32)}
+    state["stem.conv.weight"] = state["stem.conv.weight"].copy()
+    state["stem.conv.weight"][0, 0, 0, 0] = np.nan
+    save_file(state, str(tmp / "nan.safetensors"))
+    (tmp / "bool.yaml").write_text("epochs: true\n")
+    (tmp / "twice.yaml").write_text("epochs: 3\nepochs: 5\n")
+    (tmp / "typo.yaml").write_text("epochz: 3\n")
+    (tmp / "lr.yaml").write_text("lr: fast\n")
+    (tmp / "labels.txt").write_text("cat\ndog\n")
+    for name in ("a", "b"):
+        (tmp / "classes" / name).mkdir(parents=True)
+        for i in range(3):
+            (tmp / "classes" / name / f"{i}.jpg").write_bytes(data)
+    (tmp / "classes" / "empty").mkdir()
+    import keras_models as km
+
+    km.create_model("rexnet_130", num_classes=10, input_shape=(32, 32, 3)).save_weights(tmp / "other.weights.h5")
+    return tmp
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: " ".join(c[0])[:60])
+def test_bad_input_is_one_line_and_writes_nothing(case, bad_files, capsys):
+    from keras_models.cli import main
+
+    argv, says, *absent = (_fill(part, bad_files) for part in case)
+    code = main(argv) if "argument" not in says else _parse_exit(main, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("keras-models: error: ") and says in err[0], err
+    for path in absent:
+        assert not os.path.exists(path.lstrip("!")), path
+
+
+def _parse_exit(main, argv) -> int:
+    with pytest.raises(SystemExit) as stop:  # argparse refuses before anything runs
+        main(argv)
+    return stop.value.code
+
+
+def _fill(part, tmp):
+    return [_fill(p, tmp) for p in part] if isinstance(part, list) else part.replace("{tmp}", str(tmp))
+
+
+def test_training_on_jax_says_so_at_once(tmp_path):
+    r = run_cli("train", "--out", str(tmp_path / "r"), env={"KERAS_BACKEND": "jax"}, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "needs the TensorFlow backend, but KERAS_BACKEND=jax" in lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_pixel_limit_is_configurable(bad_files, monkeypatch, capsys):
+    from keras_models.cli import main
+
+    monkeypatch.setenv("KERAS_MODELS_MAX_IMAGE_PIXELS", "1000")
+    assert main(["predict", "--weights", "none", PHOTO]) == 2
+    assert "coffee.jpg is 600 x 400 pixels, over the limit of 1,000" in capsys.readouterr().err
+    monkeypatch.setenv("KERAS_MODELS_MAX_IMAGE_PIXELS", "lots")
+    assert main(["predict", "--weights", "none", PHOTO]) == 2
+    assert "KERAS_MODELS_MAX_IMAGE_PIXELS must be a whole number" in capsys.readouterr().err
+
+
+def test_a_bomb_in_a_training_folder_is_skipped_and_counted(bad_files, capsys):
+    from training import data as data_lib
+
+    folder = bad_files / "classes"
+    (folder / "a" / "bomb.png").write_bytes((bad_files / "bomb.png").read_bytes())
+    (folder / "empty" / "0.jpg").write_bytes((PHOTOS / "chelsea.jpg").read_bytes())
+    (folder / "empty" / "1.jpg").write_bytes((PHOTOS / "chelsea.jpg").read_bytes())
+    try:
+        source = data_lib.load(f"folder:{folder}", val_split=0.3)
+        assert source.skipped == 1 and source.num_train + source.num_val == 8
+        assert "bomb.png: it is 16000 x 16000 pixels, over the limit" in capsys.readouterr().err
+    finally:
+        (folder / "a" / "bomb.png").unlink()
+        for p in (folder / "empty").iterdir():
+            p.unlink()
