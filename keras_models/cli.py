@@ -114,7 +114,8 @@ def _cmd_predict(args) -> None:
     size = args.image_size or run.image_size or entry.make_spec().default_size
     transform = EvalTransform(size, args.crop_pct or run.crop_pct or entry.crop_pct, entry.interpolation)
     images = np.stack([transform.load(p) for p in args.images])
-    model = create_model(entry.name, weights=args.weights, num_classes=num_classes, input_shape=(size, size, 3))
+    weights = None if args.weights == "none" else args.weights  # random init, as `export --weights none`
+    model = create_model(entry.name, weights=weights, num_classes=num_classes, input_shape=(size, size, 3))
     probs = np.asarray(model.predict(images, verbose=0))
     for path, row in zip(args.images, probs):
         print(path)
@@ -154,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     p.add_argument("--model", help=f"registry name (default: the run's, beside the weights, else "
                    f"{DEFAULT_PREDICT_MODEL})")
-    p.add_argument("--weights", default="imagenet", help="imagenet or a weights file")
+    p.add_argument("--weights", default="imagenet", help="imagenet, a weights file (its run's config.yaml and "
+                   "labels.txt are read when beside it) or none")
     p.add_argument("--image-size", type=image_size, default=None)
     p.add_argument("--crop-pct", type=fraction, default=None, help="centre-crop fraction (default: the model's)")
     p.add_argument("--top", type=positive_int, default=5)

@@ -32,7 +32,8 @@ HELP = {
     "freeze_epochs": "with --freeze-backbone: release the backbone after this many epochs",
     "unfreeze_lr_scale": "LR factor once the backbone is released",
     "checkpoint_every": "steps between checkpoints (also one per epoch)",
-    "randaugment": "RandAugment magnitude 1-10 (0 = off)",
+    "randaugment": "RandAugment magnitude 1-10, ops drawn per image as timm does (0 = off)",
+    "randaugment_mstd": "RandAugment magnitude noise std per op (timm's mstd, e.g. 0.5)",
     "worker_timeout": "multi_worker: seconds to wait for every worker to join before stopping (default 600)",
 }
 

@@ -92,7 +92,8 @@ class TrainConfig:
     val_split: float = 0.2  # when the data has no validation split: seeded, stratified hold-out
     crop_scale: tuple[float, float] | None = None  # random-resized-crop area range; dataset default
     hflip: bool | None = None  # dataset default (off for digits)
-    randaugment: int = 0  # RandAugment magnitude 1-10 (0 = off)
+    randaugment: int = 0  # RandAugment magnitude 1-10 (0 = off), per image (timm's rand-mM)
+    randaugment_mstd: float = 0.0  # std of the magnitude noise per op (timm's mstd, e.g. 0.5)
     mixup: float = 0.0  # Beta(alpha, alpha); 0 = off
     cutmix: float = 0.0
     # schedule and optimiser
@@ -197,6 +198,8 @@ class TrainConfig:
             raise ConfigError(f"crop_scale must be two fractions 0 < lo <= hi <= 1; got {self.crop_scale}")
         if not 0 <= self.randaugment <= 10:
             raise ConfigError(f"randaugment magnitude must be 0-10; got {self.randaugment}")
+        if not 0 <= self.randaugment_mstd <= 10:
+            raise ConfigError(f"randaugment_mstd must be 0-10; got {self.randaugment_mstd}")
         if not self.worker_timeout > 0:
             raise ConfigError(f"worker_timeout must be > 0 seconds; got {self.worker_timeout}")
         if self.freeze_epochs is not None and not self.freeze_backbone:

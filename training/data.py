@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_models.preprocessing import IMAGE_FORMATS, EvalTransform, ImageError, check_pixels, decode_image
+from training.augment import rand_augment
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF87a", b"GIF89a", b"BM")
@@ -42,6 +43,12 @@ class DataSource:
     defaults: dict = field(default_factory=dict)  # image_size, crop_pct, crop_scale, hflip
     skipped: int = 0  # unreadable files left out
     cache: bool = True
+
+    @property
+    def encoded(self) -> bool:
+        """Whether `raw` (after `read`) is encoded image bytes that `decode_image` decodes (folders,
+        TFRecords): those take the JPEG fast path in training."""
+        return self.decode is decode_image
 
     @property
     def num_classes(self) -> int:
@@ -297,13 +304,37 @@ def encoded_images(source: DataSource, split: str, limit: int) -> tuple[list[byt
 
 
 # --- transforms --------------------------------------------------------------------------
-def random_resized_crop(image: tf.Tensor, size: int, scale: tuple[float, float], seed: tf.Tensor) -> tf.Tensor:
-    """Inception crop (area `scale`, aspect 3/4-4/3), resized to size x size, seeded statelessly."""
+def crop_window(shape: tf.Tensor, scale: tuple[float, float], seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Inception crop window (area `scale`, aspect 3/4-4/3) for an image of `shape`: (begin, size)."""
     begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), seed=seed, min_object_covered=0.0,
+        shape, bounding_boxes=tf.zeros([1, 0, 4]), seed=seed, min_object_covered=0.0,
         aspect_ratio_range=(3 / 4, 4 / 3), area_range=scale, max_attempts=10,
         use_image_if_no_bounding_boxes=True)
-    crop = tf.slice(image, begin, crop_size)
+    return begin, crop_size
+
+
+def random_resized_crop(image: tf.Tensor, size: int, scale: tuple[float, float], seed: tf.Tensor) -> tf.Tensor:
+    """Inception crop of a decoded image, resized to size x size, seeded statelessly."""
+    begin, crop_size = crop_window(tf.shape(image), scale, seed)
+    return tf.image.resize(tf.slice(image, begin, crop_size), [size, size], method="bilinear")
+
+
+def random_resized_crop_encoded(data: tf.Tensor, size: int, scale: tuple[float, float], seed: tf.Tensor) -> tf.Tensor:
+    """The same crop (same window for the same seed) of an encoded image: a JPEG decodes only the
+    window (`decode_and_crop_jpeg`, from its header's size), other formats decode whole, then crop.
+    The uint8 crop is resized; nothing outside it is converted to float."""
+    def jpeg():
+        shape = tf.image.extract_jpeg_shape(data)
+        begin, crop_size = crop_window(shape, scale, seed)
+        window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+        return tf.image.decode_and_crop_jpeg(data, window, channels=3)
+
+    def other():
+        image = decode_image(data)
+        begin, crop_size = crop_window(tf.shape(image), scale, seed)
+        return tf.slice(image, begin, crop_size)
+
+    crop = tf.cond(tf.image.is_jpeg(data), jpeg, other)
     return tf.image.resize(crop, [size, size], method="bilinear")
 
 
@@ -345,7 +376,8 @@ class Pipeline:
     interpolation: str = "bilinear"
     crop_scale: tuple[float, float] = (0.08, 1.0)
     hflip: bool = True
-    randaugment: int = 0
+    randaugment: int = 0  # magnitude 0-10 (0 = off), per image, timm's semantics (training.augment)
+    randaugment_mstd: float = 0.0  # timm's mstd: N(0, mstd) noise on each op's magnitude
     mixup: float = 0.0
     cutmix: float = 0.0
     seed: int = 0
@@ -373,24 +405,25 @@ class Pipeline:
         ds = ds.skip(skip_elements).enumerate(start=skip_elements)
         num_classes = source.num_classes
 
+        encoded = source.encoded
+
         def augment(index, raw, label):
             seed = tf.stack([tf.cast(self.seed, tf.int64), index])
-            image = tf.cast(decode(raw), tf.float32)
-            image = random_resized_crop(image, self.image_size, self.crop_scale, seed)
+            if encoded:  # JPEG fast path: only the crop window is decoded
+                image = random_resized_crop_encoded(raw, self.image_size, self.crop_scale, seed)
+            else:
+                image = random_resized_crop(decode(raw), self.image_size, self.crop_scale, seed)
             if self.hflip:
                 image = tf.image.stateless_random_flip_left_right(image, seed + 1)
             image = tf.ensure_shape(image, [self.image_size, self.image_size, 3])  # tf.slice forgot it
-            return tf.clip_by_value(image, 0.0, 255.0), tf.one_hot(label, num_classes)
+            image = tf.clip_by_value(image, 0.0, 255.0)
+            if self.randaugment:
+                image = rand_augment(image, seed + 2, self.randaugment, self.randaugment_mstd)
+            return image, tf.one_hot(label, num_classes)
 
         ds = ds.map(lambda i, xy: augment(i, *xy), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.ignore_errors()  # a truncated file is dropped, not fatal (bad headers were skipped upfront)
         ds = ds.batch(batch_size, drop_remainder=True)
-        if self.randaugment:
-            import keras
-
-            ra = keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=self.randaugment / 10,
-                                          seed=self.seed)
-            ds = ds.map(lambda x, y: (ra(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
         if self.mixup > 0 or self.cutmix > 0:
             ds = ds.enumerate().map(
                 lambda i, xy: mix_batch(*xy, self.mixup, self.cutmix, tf.stack([tf.cast(self.seed, tf.int64), i])),

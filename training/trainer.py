@@ -52,21 +52,44 @@ class Interrupted(TrainingError):
         self.exit_code = exit_code
 
 
-class Preempted(KeyboardInterrupt):
-    """SIGTERM, what Slurm, Kubernetes and spot instances send before they kill: handled like Ctrl-C."""
+class Stopped(KeyboardInterrupt):
+    """A stop signal, raised between training steps: Ctrl-C (exit 130) or SIGTERM (exit 143), what
+    Slurm, Kubernetes and spot instances send before they kill."""
 
-    reason, exit_code = "stopped by SIGTERM", 128 + signal.SIGTERM
+    def __init__(self, signum: int):
+        super().__init__()
+        self.exit_code = 128 + signum
+        self.reason = "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted"
 
 
-def _raise_preempted(signum, frame):
-    raise Preempted()
+class StopRequest:
+    """SIGINT/SIGTERM set a flag that the loop checks after each step, so a stop always lands on a
+    whole step (a handler that raised could fire anywhere, inside TensorFlow's callbacks too, where it
+    was lost). A second signal stops at once."""
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-def _stop_on_sigterm():
-    """Turn SIGTERM into `Preempted` in the main thread; returns the handler to put back (None off it)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _raise_preempted)
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise Stopped(signum)
+        self.signum = signum
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise Stopped(self.signum)
 
 
 @dataclass
@@ -155,7 +178,8 @@ class Trainer:
         self.out = Path(cfg.out)
         self.pipeline = data_lib.Pipeline(
             image_size=cfg.image_size, crop_pct=cfg.crop_pct, interpolation=self.entry.interpolation,
-            crop_scale=cfg.crop_scale, hflip=cfg.hflip, randaugment=cfg.randaugment, mixup=cfg.mixup,
+            crop_scale=cfg.crop_scale, hflip=cfg.hflip, randaugment=cfg.randaugment,
+            randaugment_mstd=cfg.randaugment_mstd, mixup=cfg.mixup,
             cutmix=cfg.cutmix, seed=cfg.seed)
         self.jit = use_jit(cfg.jit_compile)
         if self.jit and cfg.sync_bn:  # synchronized BN all-reduces inside the forward pass
@@ -306,31 +330,30 @@ class Trainer:
                                                input_context=ctx, skip_elements=st.step * per_pipeline)
 
         iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
-        previous_handler = _stop_on_sigterm()
         eval_ds = self.pipeline.eval_dataset(self.source, max(cfg.batch_size, 64))
         speeds = []
-        try:
-            for epoch in range(start_epoch, cfg.epochs):
-                if frozen and cfg.freeze_epochs is not None and epoch >= cfg.freeze_epochs:
-                    frozen = False
-                    set_backbone_trainable(self.model, True)
-                    train_step = self._make_train_step()  # retrace with the released weights
-                    self._log(f"epoch {epoch + 1}: backbone unfrozen, LR x{cfg.unfreeze_lr_scale}")
-                row, speed = self._train_epoch(epoch, train_step, iterator)
-                speeds.append(speed)
-                row.update(self._evaluate_for_epoch(eval_step, eval_ds))
-                self._end_epoch(row)
-        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (see `_stop_on_sigterm`)
-            self.state.step = int(self.step_var.numpy())  # a step the signal cut short of its bookkeeping
-            self._save_checkpoint()
-            code = getattr(stop, "exit_code", 130)
-            raise Interrupted(f"{getattr(stop, 'reason', 'interrupted')} at step {int(self.step_var.numpy())}: "
-                              f"checkpoint written; rerun the same command to resume", code) from None
-        finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
-            if self._scratch:
-                shutil.rmtree(self._scratch, ignore_errors=True)
+        with StopRequest() as self.stop:  # Ctrl-C and SIGTERM stop between steps, checkpointed
+            try:
+                for epoch in range(start_epoch, cfg.epochs):
+                    if frozen and cfg.freeze_epochs is not None and epoch >= cfg.freeze_epochs:
+                        frozen = False
+                        set_backbone_trainable(self.model, True)
+                        train_step = self._make_train_step()  # retrace with the released weights
+                        self._log(f"epoch {epoch + 1}: backbone unfrozen, LR x{cfg.unfreeze_lr_scale}")
+                    row, speed = self._train_epoch(epoch, train_step, iterator)
+                    speeds.append(speed)
+                    row.update(self._evaluate_for_epoch(eval_step, eval_ds))
+                    self._end_epoch(row)
+                    self.stop.check()
+            except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM (`StopRequest`), or Ctrl-C before it was set
+                self.state.step = int(self.step_var.numpy())  # a step the signal cut short of its bookkeeping
+                self._save_checkpoint()
+                code = getattr(stop, "exit_code", 130)
+                raise Interrupted(f"{getattr(stop, 'reason', 'interrupted')} at step {int(self.step_var.numpy())}: "
+                                  f"checkpoint written; rerun the same command to resume", code) from None
+            finally:
+                if self._scratch:
+                    shutil.rmtree(self._scratch, ignore_errors=True)
         measured = speeds[1:] or speeds  # the first epoch pays for tracing
         return self._summary(time.perf_counter() - started, images_per_sec=float(np.median(measured)))
 
@@ -366,6 +389,7 @@ class Trainer:
                             "img/s": f"{timed_images / max(timed_seconds, 1e-9):.0f}", "step_ms": f"{1000 * dt:.0f}"})
                 if st.step % cfg.checkpoint_every == 0:
                     self._save_checkpoint()
+                self.stop.check()
         finally:
             if bar is not None:
                 bar.close()

@@ -114,7 +114,7 @@ def test_benchmark_on_jax_times_jitted_steps_without_tensorflow(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--batch-size", "0"], "--batch-size takes positive integers"),
+    (["--batch-size", "0"], "argument --batch-size: must be a whole number >= 1, got '0'"),
     (["--runtime", "onnx"], "--runtime 'onnx' is not one of"),
     (["--model", "rexnet_100", "--compare", "keras.applications"], "keras.applications has no twin of rexnet_100"),
 ])

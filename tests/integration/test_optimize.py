@@ -102,7 +102,7 @@ def test_prune_then_qat_then_export_keeps_zeros_and_learned_ranges(digits_run, t
     (["--method", "cluster", "--clusters", "1"], "--clusters must be 2-256"),
     (["--method", "prune", "--prune-block", "0"], "--prune-block must be 1-16"),
     (["--method", "prune", "--sparsity", "0.97"], "above 0.95"),
-    (["--method", "qat", "--epochs", "0"], "must be at least 1"),
+    (["--method", "qat", "--epochs", "0"], "argument --epochs: must be a whole number >= 1"),
 ])
 def test_bad_options_are_one_line(tmp_path, args, message):
     (tmp_path / "w.weights.h5").write_bytes(b"checked before TensorFlow starts")

@@ -28,15 +28,17 @@ def _stop_mid_epoch(out, sig) -> tuple[subprocess.CompletedProcess, int]:
     """Start a run, send `sig` once a checkpoint inside epoch 1 exists; returns the result and that step."""
     proc = subprocess.Popen(_train(out), cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    deadline = time.time() + 300
+    deadline, sent = time.time() + 300, None
     while time.time() < deadline and proc.poll() is None:
         step = latest_step(out)
         if step is not None and 0 < step < 6:
             proc.send_signal(sig)
+            sent = step
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     stdout, stderr = proc.communicate(timeout=300)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), step
+    assert sent is not None, f"no mid-epoch checkpoint seen before the run ended: {stderr[-500:]}"
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), sent
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +58,12 @@ def test_sigterm_checkpoints_and_exits_143(preempted):
     assert stopped >= seen and latest_step(out) == stopped  # the step it stopped at is saved
 
 
-def test_rerun_after_sigterm_resumes_exactly_and_cleans_leftovers(preempted, tmp_path):
-    out, result, _ = preempted
+@pytest.fixture(scope="module")
+def resumed(preempted, tmp_path_factory):
+    """The preempted run, with what killed saves and writes leave, rerun to the end."""
+    out, _, _ = preempted
     stopped = latest_step(out)
-    run = tmp_path / "run"
+    run = tmp_path_factory.mktemp("resumed") / "run"
     shutil.copytree(out, run)
     (run / "checkpoints" / f"ckpt-{stopped + 1}_temp").mkdir()  # a save killed half-way
     (run / "checkpoints" / f"ckpt-{stopped + 1}_temp" / "part").write_bytes(b"x" * 1000)
@@ -68,7 +72,12 @@ def test_rerun_after_sigterm_resumes_exactly_and_cleans_leftovers(preempted, tmp
     stale.write_bytes(b"partial")
     again = subprocess.run(_train(run), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert f"resuming at step {stopped}/12" in again.stdout
+    return run, stopped, again.stdout, stale
+
+
+def test_rerun_after_sigterm_resumes_exactly_and_cleans_leftovers(resumed):
+    run, stopped, stdout, stale = resumed
+    assert f"resuming at step {stopped}/12" in stdout
     assert latest_step(run) == 12 and [int(r["step"]) for r in read_metrics(run)] == [6, 12]
     assert not list((run / "checkpoints").glob("*_temp*")) and not stale.exists()
 
@@ -82,11 +91,9 @@ def test_ctrl_c_checkpoints_and_exits_130(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    out = tmp_path_factory.mktemp("finished") / "run"
-    r = subprocess.run(_train(out), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    return out
+def finished(resumed):
+    """A finished 12-step run (checkpoints at steps 10 and 12)."""
+    return resumed[0]
 
 
 def test_a_damaged_newest_checkpoint_and_state_file_fall_back_to_the_newest_readable(finished, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import PHOTOS
 from PIL import Image
 
 from training import data as data_lib
@@ -130,7 +131,7 @@ def test_tfds_prepared_dataset_is_found_from_its_files(tmp_path):
     from sklearn.datasets import load_digits
 
     np.testing.assert_array_equal(np.sort(labels), np.sort(load_digits().target[150:200]))
-    with pytest.raises(data_lib.DataError, match="tfds build nope"):
+    with pytest.raises(data_lib.DataError, match="tensorflow-datasets has no dataset 'nope'"):
         data_lib.load("tfds:nope", data_dir=str(tmp_path))
 
 
@@ -149,7 +150,7 @@ def test_folder_without_images_is_one_clear_error(tmp_path):
     for cls in ("a", "b"):
         (tmp_path / cls).mkdir()
         (tmp_path / cls / "readme.txt").write_text("no images here")
-    with pytest.raises(data_lib.DataError, match="needs at least two class subfolders of images"):
+    with pytest.raises(data_lib.DataError, match="class folder .*a holds no images"):
         data_lib.load(f"folder:{tmp_path}")
     empty = tmp_path / "empty.tfrecord"
     tf.io.TFRecordWriter(str(empty)).close()
@@ -165,3 +166,23 @@ def test_tfds_can_prepare_its_packaged_datasets(tmp_path):
     builder = tfds.builder("mnist", data_dir=str(tmp_path))
     checksums = builder._checksums_path  # what download_and_prepare reads first
     assert checksums is not None and "mnist" in str(checksums) and checksums.exists()
+
+
+def test_per_image_randaugment_on_a_jpeg_folder_is_per_image_and_resumable(tmp_path):
+    """One photo copied 16 times: without RandAugment every crop is the whole photo (area 1), with it
+    each image gets its own ops; skipping to an element index gives its same pixels (resume)."""
+    data = (PHOTOS / "grace_hopper.jpg").read_bytes()
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(8):
+            (tmp_path / name / f"{i}.jpg").write_bytes(data)
+    src = data_lib.load(f"folder:{tmp_path}", val_split=0.25)
+    assert src.encoded  # JPEG bytes: the fast path decodes only the crop window
+    options = {"image_size": 64, "crop_pct": 1.0, "crop_scale": (1.0, 1.0), "hflip": False, "seed": 7}
+    plain = next(iter(data_lib.Pipeline(**options).train_dataset(src, 8)))[0].numpy()
+    assert np.abs(plain - plain[:1]).max() < 1e-3  # identical inputs, identical crops
+    strong = data_lib.Pipeline(**options, randaugment=9, randaugment_mstd=0.5)
+    batch = next(iter(strong.train_dataset(src, 8)))[0].numpy()
+    assert len({b.tobytes() for b in batch}) >= 6  # ops drawn per image, not once per batch
+    resumed = next(iter(strong.train_dataset(src, 4, skip_elements=4)))[0].numpy()
+    np.testing.assert_array_equal(resumed, batch[4:])

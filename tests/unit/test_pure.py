@@ -92,3 +92,24 @@ def test_eval_transform_crops_the_centre_at_the_model_size():
     out = EvalTransform(32, 1.0, "bilinear").eval_image(image).numpy()
     assert out.shape == (32, 32, 3) and out.dtype == np.float32
     assert out[:, 16].min() > 250 and out[:, 0].max() < 5
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"drop_connect_rate": -1}, r"drop_connect_rate must be in \[0, 1\)"),
+    ({"dropout_rate": 1.5}, r"dropout_rate must be in \[0, 1\)"),
+    ({"num_classes": 10, "classes": 5}, "classes=5 and num_classes=10 disagree"),
+    ({"features_only": True, "pooling": "avg"}, "features_only=True returns the feature maps"),
+    ({"num_classes": 0}, "num_classes must be a whole number >= 1"),
+])
+def test_contradictory_or_out_of_range_options_are_refused(options, says):
+    with pytest.raises(ValueError, match=says):
+        create_model("tf_efficientnet_b0", input_shape=(32, 32, 3), **options)
+
+
+def test_keras_applications_constructors_take_classes_or_num_classes():
+    import keras_models as km
+
+    assert km.EfficientNetB0(classes=7, input_shape=(32, 32, 3)).output_shape == (None, 7)
+    assert km.EfficientNetB0(num_classes=7, classes=7, input_shape=(32, 32, 3)).output_shape == (None, 7)
+    with pytest.raises(ValueError, match="disagree"):
+        km.EfficientNetB0(num_classes=7, classes=5, input_shape=(32, 32, 3))

@@ -1,0 +1,63 @@
+"""Per-image RandAugment (timm's ops, drawn per image, only the drawn op computed) and the JPEG fast path."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import PHOTOS
+from PIL import Image, ImageOps
+
+from keras_models.preprocessing import decode_image
+from training import augment
+from training.data import random_resized_crop, random_resized_crop_encoded
+
+PHOTO = np.asarray(Image.open(PHOTOS / "chelsea.jpg").convert("RGB").resize((64, 48)))
+
+
+def test_each_image_draws_its_own_ops_and_the_seed_decides():
+    x = tf.constant(PHOTO, tf.float32)
+    seeds = [tf.constant([5, i], tf.int64) for i in range(8)]
+    draws = [tuple(augment.drawn_ops(s)) for s in seeds]
+    assert len(set(draws)) > 4  # eight copies of one image, (nearly) eight different op pairs
+    outs = [augment.rand_augment(x, s, 9.0).numpy() for s in seeds]
+    assert len({o.tobytes() for o in outs}) > 4
+    again = augment.rand_augment(x, seeds[3], 9.0).numpy()
+    np.testing.assert_array_equal(again, outs[3])  # same (seed, index): same pixels, as a resumed run needs
+    for o in outs:
+        assert o.shape == PHOTO.shape and o.min() >= 0 and o.max() <= 255 and np.all(o == np.round(o))
+
+
+@pytest.mark.parametrize("op", augment.OPS, ids=lambda f: f.__name__)
+def test_every_op_keeps_shape_and_range(op):
+    out = augment._finish(op(tf.constant(PHOTO, tf.float32), tf.constant(9.0), tf.constant(-1.0))).numpy()
+    assert out.shape == PHOTO.shape and 0 <= out.min() and out.max() <= 255
+
+
+@pytest.mark.parametrize("name, ours, pil", [
+    ("invert", augment.invert, ImageOps.invert),
+    ("equalize", augment.equalize, ImageOps.equalize),
+    ("autocontrast", augment.auto_contrast, ImageOps.autocontrast),
+    ("posterize m=9 -> 3 bits", augment.posterize, lambda im: ImageOps.posterize(im, 3)),
+    ("solarize m=9 -> 230", augment.solarize, lambda im: ImageOps.solarize(im, 230)),
+])
+def test_pixel_ops_match_pil(name, ours, pil):
+    """The ops timm runs through PIL, on a real photo: the same values (autocontrast within 1)."""
+    got = augment._finish(ours(tf.constant(PHOTO, tf.float32), tf.constant(9.0), tf.constant(1.0))).numpy()
+    want = np.asarray(pil(Image.fromarray(PHOTO)), np.float32)
+    assert np.abs(got - want).max() <= 1
+
+
+def test_jpeg_fast_path_crops_the_same_window_as_decoding_whole():
+    data = (PHOTOS / "coffee.jpg").read_bytes()
+    png = io.BytesIO()
+    Image.open(PHOTOS / "coffee.jpg").save(png, "PNG")
+    for i in range(6):
+        seed = tf.constant([3, i], tf.int64)
+        fast = random_resized_crop_encoded(tf.constant(data), 64, (0.08, 1.0), seed).numpy()
+        whole = random_resized_crop(decode_image(tf.constant(data)), 64, (0.08, 1.0), seed).numpy()
+        assert np.abs(fast - whole).max() <= 1.0  # same window; the decoders agree to rounding
+        other = random_resized_crop_encoded(tf.constant(png.getvalue()), 64, (0.08, 1.0), seed).numpy()
+        assert other.shape == fast.shape == (64, 64, 3)
