@@ -45,7 +45,7 @@ def _check_type(name: str, annotation: str, value, origin: str) -> None:
     allowed = _TYPES.get(base)
     if allowed is None:  # tuples and dicts are checked by validate() and their users
         return
-    if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
         raise ConfigError(f"{origin}: {name} must be {'a' if base != 'int' else 'an'} {base}"
                           f"{' or null' if optional else ''}; got {value!r}")
 

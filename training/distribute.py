@@ -47,7 +47,7 @@ def make_strategy(name: str = "auto", worker_timeout: float = 600.0) -> tf.distr
 
 def _peers() -> list[str]:
     """The other tasks' addresses in TF_CONFIG (the ones this worker waits for)."""
-    config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    config = _tf_config()
     task = config.get("task", {})
     return [address for kind, addresses in config.get("cluster", {}).items() for i, address in enumerate(addresses)
             if (kind, i) != (task.get("type"), task.get("index"))]
@@ -76,11 +76,15 @@ def wait_for_cluster(create: Callable[[], tf.distribute.Strategy], peers: list[s
             signal.signal(s, handler)
 
 
-def _cluster_spec() -> dict:
+def _tf_config() -> dict:
     try:
-        return json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        return json.loads(os.environ.get("TF_CONFIG", "{}"))
     except json.JSONDecodeError:
         raise ValueError("TF_CONFIG is not valid JSON") from None
+
+
+def _cluster_spec() -> dict:
+    return _tf_config().get("cluster", {})
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
