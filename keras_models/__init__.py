@@ -24,6 +24,8 @@ _EXPORTS = {
     "feature_extractor": "keras_models.spec",
     "feature_taps": "keras_models.spec",
     "inference_model": "keras_models.inference",
+    "save_preset": "keras_models.presets",
+    "load_preset": "keras_models.presets",
 }
 
 
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from keras_models.models import create_model, list_models, load_model, model_info  # noqa: F401
     from keras_models.models.efficientnet import *  # noqa: F403
     from keras_models.models.rexnet import ReXNet  # noqa: F401
+    from keras_models.presets import load_preset, save_preset  # noqa: F401
     from keras_models.spec import feature_extractor, feature_taps  # noqa: F401
 
 __version__ = "0.1.0"
@@ -61,5 +64,5 @@ __all__ = [  # noqa: F822
     "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S", "EfficientNetV2M",
     "EfficientNetV2L", "PartialResidual", "ReXNet", "create_model", "decode_predictions",
     "feature_extractor", "feature_taps", "imagenet_classes", "inference_model", "list_models", "load_model",
-    "model_info", "preprocess_input",
+    "load_preset", "model_info", "preprocess_input", "save_preset",
 ]

@@ -45,18 +45,19 @@ class CLIError(Exception):
 
 
 def _cmd_list(args) -> None:
-    from keras_models.models import get_entry, list_models
+    from keras_models.models import eval_settings, list_models
 
     names = list_models(args.pattern, pretrained=args.pretrained)
     if not names:
         raise CLIError(f"no model matches {args.pattern!r}; try `keras-models list`")
-    print(f"{'model':<24}{'size':>6}{'top-1':>8}  {'weights':<10}renders")
+    width = max(24, *(len(n) + 2 for n in names))
+    print(f"{'model':<{width}}{'size':>6}{'top-1':>8}  {'weights':<9}renders")
     for name in names:
-        e = get_entry(name)
-        net = e.make_spec()
-        top1 = f"{e.top1:.1f}" if e.top1 else "-"
-        print(f"{name:<24}{net.default_size:>6}{top1:>8}  {'imagenet' if e.pretrained else '-':<10}"
-              f"{net.style.describe()}")
+        entry, tag, net, _, _ = eval_settings(name)
+        top1 = tag.top1 if tag else entry.top1
+        tags = f"{len(entry.tags)} tag{'s' * (len(entry.tags) != 1)}" if entry.tags else "-"
+        print(f"{name:<{width}}{net.default_size:>6}{f'{top1:.1f}' if top1 else '-':>8}  "
+              f"{tags if '.' not in name else tag.license or '-':<9}{net.style.describe()}")
 
 
 def _cmd_info(args) -> None:
@@ -96,32 +97,88 @@ DEFAULT_PREDICT_MODEL = "tf_efficientnet_lite0"  # its ImageNet weights come wit
 
 def _cmd_predict(args) -> None:
     """Top-k classes; a trained run's weights bring their model, classes, size, crop and labels."""
-    import numpy as np
-
     from keras_models.imagenet import imagenet_classes
-    from keras_models.models import create_model, get_entry
+    from keras_models.models import create_model, eval_settings
     from keras_models.preprocessing import EvalTransform
     from keras_models.run_files import check_labels, read_labels, read_run_files
 
     run = read_run_files(args.weights)
-    entry = get_entry(args.model or run.model or DEFAULT_PREDICT_MODEL)
+    name = args.model or run.model or DEFAULT_PREDICT_MODEL
+    if name.startswith("hf://") or Path(name).is_dir():
+        return _predict_packaged(args, name)
+    _, _, net, crop, interpolation = eval_settings(name)
     labels = read_labels(args.labels) if args.labels else run.labels
     num_classes = args.num_classes or run.num_classes or (len(labels) if labels else 1000)
     if labels is not None:
         check_labels(labels, num_classes, args.labels or "labels.txt beside the weights")
     elif num_classes == 1000:
         labels = [name for _, name in imagenet_classes()]
-    size = args.image_size or run.image_size or entry.make_spec().default_size
-    transform = EvalTransform(size, args.crop_pct or run.crop_pct or entry.crop_pct, entry.interpolation)
-    images = np.stack([transform.load(p) for p in args.images])
+    size = args.image_size or run.image_size or net.default_size
+    transform = EvalTransform(size, args.crop_pct or run.crop_pct or crop, interpolation)
     weights = None if args.weights == "none" else args.weights  # random init, as `export --weights none`
-    model = create_model(entry.name, weights=weights, num_classes=num_classes, input_shape=(size, size, 3))
+    model = create_model(name, weights=weights, num_classes=num_classes, input_shape=(size, size, 3))
+    _print_top(args, model, transform, labels)
+
+
+def _predict_packaged(args, name: str) -> None:
+    """predict with an `hf://` model or a preset folder: weights, transform and labels come with it."""
+    from keras_models import hub, presets
+    from keras_models.imagenet import imagenet_classes
+    from keras_models.models import create_model
+    from keras_models.preprocessing import EvalTransform
+
+    if args.weights not in ("imagenet", None):
+        raise CLIError(f"{name} brings its own weights: drop --weights")
+    if name.startswith("hf://"):
+        tag = hub.pretrained_from_config(hub.read_config(*hub.parse(name)))
+        size, crop, interp, labels = tag.input_size or 224, tag.crop_pct or 0.875, tag.interpolation, None
+    else:
+        _, pre, labels = presets.read_preset(name)
+        size, crop, interp = pre["image_size"][0], pre["crop_pct"], pre["interpolation"]
+    size = args.image_size or size
+    model = create_model(name, input_shape=(size, size, 3))
+    if labels is None and model.output_shape[-1] == 1000:
+        labels = [n for _, n in imagenet_classes()]
+    _print_top(args, model, EvalTransform(size, args.crop_pct or crop, interp or "bicubic"), labels)
+
+
+def _print_top(args, model, transform, labels) -> None:
+    import numpy as np
+
+    images = np.stack([transform.load(p) for p in args.images])
     probs = np.asarray(model.predict(images, verbose=0))
     for path, row in zip(args.images, probs):
         print(path)
         for rank, i in enumerate(np.argsort(row)[::-1][: args.top], 1):
             name = labels[i] if labels else f"class {i}"
             print(f"  {rank}. {name:<28} {row[i]:.3f}")
+
+
+def _cmd_save_preset(args) -> None:
+    """A trained run's weights (or an ImageNet tag) as a keras-hub-layout preset folder."""
+    from keras_models.models import create_model, eval_settings
+    from keras_models.presets import save_preset
+    from keras_models.run_files import read_labels, read_run_files
+
+    if args.weights == "imagenet":
+        if not args.model:
+            raise CLIError("--weights imagenet needs --model NAME[.TAG]")
+        model = create_model(args.model, weights="imagenet")
+        labels = None
+        crop = interp = None
+    else:
+        run = read_run_files(args.weights)
+        name = args.model or run.model
+        if not name:
+            raise CLIError(f"no config.yaml beside {args.weights} names its model: pass --model")
+        labels = read_labels(args.labels) if args.labels else run.labels
+        classes = args.num_classes or run.num_classes or (len(labels) if labels else 1000)
+        _, _, net, crop, interp = eval_settings(name)
+        size = run.image_size or net.default_size
+        model = create_model(name, weights=args.weights, num_classes=classes, input_shape=(size, size, 3))
+        crop = run.crop_pct or crop
+    out = save_preset(model, args.out, labels=labels, crop_pct=crop, interpolation=interp)
+    print(f"wrote preset {out} ({model.name}, {model.output_shape[-1]} classes, {model.count_params():,} weights)")
 
 
 def _cmd_verify(args) -> None:
@@ -153,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k ImageNet classes for image files")
     p.add_argument("images", nargs="+")
-    p.add_argument("--model", help=f"registry name (default: the run's, beside the weights, else "
-                   f"{DEFAULT_PREDICT_MODEL})")
+    p.add_argument("--model", help=f"name[.tag], hf://org/repo or a preset folder (default: the run's, beside "
+                   f"the weights, else {DEFAULT_PREDICT_MODEL})")
     p.add_argument("--weights", default="imagenet", help="imagenet, a weights file (its run's config.yaml and "
                    "labels.txt are read when beside it) or none")
     p.add_argument("--image-size", type=image_size, default=None)
@@ -163,6 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=positive_int, help="the weights' class count (default: the run's, else 1000)")
     p.add_argument("--labels", help="class names, one per line (default: labels.txt beside the weights)")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("save-preset", help="a run's weights (or an ImageNet tag) as a keras-hub-layout preset")
+    p.add_argument("--weights", required=True, help="a run's weights file (its config.yaml and labels.txt are "
+                   "read) or imagenet")
+    p.add_argument("--model", help="registry name[.tag] (default: the run's)")
+    p.add_argument("--num-classes", type=positive_int, help="the weights' class count (default: the run's)")
+    p.add_argument("--labels", help="class names, one per line (default: labels.txt beside the weights)")
+    p.add_argument("--out", required=True, help="preset folder to create (must not exist)")
+    p.set_defaults(func=_cmd_save_preset)
 
     p = sub.add_parser("verify", help="re-check an export version: serving contract, TFLite, ONNX vs Keras")
     p.add_argument("version_dir", help="e.g. saved_models/rexnet_100/1 (or saved_models/rexnet_100: the latest)")

@@ -67,6 +67,7 @@ class BlockSpec:
     se_bn: bool = False  # ReXNet puts a BatchNorm inside SE
     act_after_se: bool = False  # ReXNet: dw -> BN -> SE -> act; EfficientNet: dw -> BN -> act -> SE
     fused: bool = False  # EfficientNetV2 fused-MBConv: the expansion conv is k x k and strided
+    edge: bool = False  # fused with its k x k expansion conv even at ratio 1 (timm's EdgeResidual `er_..._e1`)
     residual: str = "none"  # "none" | "add" | "partial" (ReXNet: add into the first in_ch channels)
     drop_rate: float = 0.0  # stochastic depth on the residual branch
 
@@ -246,7 +247,7 @@ def inverted_residual(inputs, spec: BlockSpec, style: NetStyle):
     """Render one block from its spec (names follow keras.applications EfficientNet)."""
     p, x = spec.name, inputs
     if spec.fused:
-        if spec.exp_ch != spec.in_ch:  # k x k expansion, then 1x1 projection
+        if spec.exp_ch != spec.in_ch or spec.edge:  # k x k expansion, then 1x1 projection
             x = conv_bn_act(
                 x, spec.exp_ch, spec.kernel, spec.stride, spec.act,
                 (p + "expand_conv", p + "expand_bn", p + "expand_activation"), style,

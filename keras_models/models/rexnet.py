@@ -13,7 +13,8 @@ import keras
 
 from keras_models.layers import PYTORCH_STYLE, BlockSpec
 from keras_models.models.factory import create_from_entry
-from keras_models.registry import ModelEntry, Pretrained, find_entry, register
+from keras_models.models.tags import timm_tags
+from keras_models.registry import ModelEntry, find_entry, register
 from keras_models.spec import NetSpec, make_divisible, stage_letter
 
 STAGE_BLOCKS = (1, 2, 2, 3, 3, 5)
@@ -128,13 +129,8 @@ def ReXNet(
     )
 
 
-_TIMM_RELEASE = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-rexnet/"
-_V1 = {  # width: (published top-1, top-5, timm release file)
-    100: (77.9, 93.9, "rexnetv1_100-1b4dddf4.pth"),
-    130: (79.5, 94.7, "rexnetv1_130-590d768e.pth"),
-    150: (80.3, 95.2, "rexnetv1_150-bd1a6aa8.pth"),
-    200: (81.6, 95.7, "rexnetv1_200-8c0b7f2d.pth"),
-    300: (82.8, 96.2, None),
+_V1 = {  # width: published top-1, top-5 (the paper's; the weights' own are in their tags)
+    100: (77.9, 93.9), 130: (79.5, 94.7), 150: (80.3, 95.2), 200: (81.6, 95.7), 300: (82.8, 96.2),
 }
 _LITE = {100: (76.2, 92.8), 130: (77.8, 93.8), 150: (78.6, 94.2), 200: (80.2, 95.0)}
 _R = {100: None, 130: None, 150: None, 200: (82.6, 96.4), 300: (84.0, 97.0)}
@@ -151,12 +147,10 @@ def _make_spec(width: float, name: str, **fixed):
     return make_spec
 
 
-for _w, (_top1, _top5, _file) in _V1.items():
+for _w, (_top1, _top5) in _V1.items():
     register(ModelEntry(
         name=f"rexnet_{_w}", family="rexnet", make_spec=_make_spec(_w / 100, f"rexnet_{_w}"),
-        crop_pct=0.875, interpolation="bicubic", top1=_top1, top5=_top5,
-        pretrained=Pretrained(url=_TIMM_RELEASE + _file, source="timm", hash_prefix=_file.split("-")[1][:8])
-        if _file else None,
+        crop_pct=0.875, interpolation="bicubic", top1=_top1, top5=_top5, tags=timm_tags(f"rexnet_{_w}"),
     ))
 for _w, (_top1, _top5) in _LITE.items():
     register(ModelEntry(
@@ -168,5 +162,5 @@ for _w, _acc in _R.items():
         name=f"rexnetr_{_w}", family="rexnet",
         make_spec=_make_spec(_w / 100, f"rexnetr_{_w}", ch_div=16 if _w >= 300 else 8),
         crop_pct=0.95 if _acc else 0.875, interpolation="bicubic",
-        top1=_acc[0] if _acc else None, top5=_acc[1] if _acc else None,
+        top1=_acc[0] if _acc else None, top5=_acc[1] if _acc else None, tags=timm_tags(f"rexnetr_{_w}"),
     ))

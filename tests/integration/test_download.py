@@ -60,7 +60,7 @@ def test_fetch_good_corrupted_and_missing(server, tmp_path, monkeypatch, fixture
 
 def _entry(url: str, sha: str) -> ModelEntry:
     return ModelEntry(name="rexnet_100", family="rexnet", make_spec=lambda **kw: rexnet_spec(1.0, **kw),
-                      pretrained=Pretrained(url=url, source="timm", hash_prefix=sha[:8]))
+                      tags=(Pretrained(tag="test", url=url, source="timm", hash_prefix=sha[:8]),))
 
 
 def test_imagenet_weights_download_convert_cache(server, tmp_path, monkeypatch, fixtures):
@@ -82,8 +82,10 @@ def test_offline_error_names_url_and_convert(tmp_path):
     with socket.socket() as s:  # a free port on 127.0.0.1 with nothing behind it
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {"KERAS_HOME": str(tmp_path), "KERAS_MODELS_WEIGHTS_MIRROR": f"http://127.0.0.1:{port}/w"}
+    env = {"KERAS_HOME": str(tmp_path), "KERAS_MODELS_WEIGHTS_MIRROR": f"http://127.0.0.1:{port}/w",
+           "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": f"http://127.0.0.1:{port}"}
     result = run_cli("predict", "--model", "rexnet_150", "examples/photos/coffee.jpg", env=env)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert f"http://127.0.0.1:{port}/w/rexnetv1_150-bd1a6aa8.pth" in result.stderr
     assert "keras-models convert" in result.stderr
+    assert f"hf://timm/rexnet_150.nav_in1k/config.json: cannot reach http://127.0.0.1:{port}" in result.stderr

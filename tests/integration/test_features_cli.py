@@ -40,7 +40,8 @@ def test_model_info_and_list():
     info = km.model_info("rexnet_130")
     assert info["params"] == 7_557_091 and round(info["macs"] / 1e9, 2) == 0.66
     assert info["input_size"] == (224, 224, 3) and info["crop_pct"] == 0.875
-    assert info["interpolation"] == "bicubic" and info["top1"] == 79.5
+    assert info["interpolation"] == "bicubic" and info["top1"] == 79.504  # rexnet_130.nav_in1k, timm's eval
+    assert info["name"] == "rexnet_130.nav_in1k" and info["license"] == "mit"
     assert info["mean"] == (123.675, 116.28, 103.53)
     assert km.list_models("efficientnet_lite*") == [f"efficientnet_lite{i}" for i in range(5)]
     assert "rexnet_lite_150" in km.list_models("rexnet*")
@@ -58,11 +59,16 @@ def test_cli_list_info_predict():
     listed = run_cli("list", "*efficientnet*")
     assert listed.returncode == 0 and "rexnet" not in listed.stdout
     rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
-    assert "TF SAME padding, BatchNorm eps 1e-3" in rows["tf_efficientnet_lite0"] and "imagenet" in rows[
+    assert "TF SAME padding, BatchNorm eps 1e-3" in rows["tf_efficientnet_lite0"] and "1 tag" in rows[
         "tf_efficientnet_lite0"]
+    assert "5 tags" in rows["tf_efficientnet_b0"] and "1 tag" in rows["efficientnet_es"]
     assert "PyTorch symmetric padding, BatchNorm eps 1e-5" in rows["efficientnet_lite0"]
     info = run_cli("info", "tf_efficientnet_lite0")
     assert info.returncode == 0 and "4,652,008" in info.stdout
+    tagged = run_cli("list", "tf_efficientnet_b0*", "--pretrained")
+    assert [line.split()[0] for line in tagged.stdout.splitlines()[1:]] == [
+        "tf_efficientnet_b0.aa_in1k", "tf_efficientnet_b0.ap_in1k", "tf_efficientnet_b0.in1k",
+        "tf_efficientnet_b0.keras_in1k", "tf_efficientnet_b0.ns_jft_in1k"]
     photos = [str(PHOTOS / f) for f in ("grace_hopper.jpg", "chelsea.jpg", "coffee.jpg")]
     pred = run_cli("predict", "--model", "tf_efficientnet_lite0", "--weights", "imagenet", "--crop-pct", "1.0", *photos)
     assert pred.returncode == 0, pred.stderr

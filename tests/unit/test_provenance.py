@@ -57,9 +57,11 @@ def test_rexnet_constructor_knows_the_published_weights_of_its_width(tmp_path, m
     """`km.ReXNet(width=1.3, weights="imagenet")` goes for rexnet_130's file (here: a closed port)."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setenv("KERAS_MODELS_WEIGHTS_MIRROR", "http://127.0.0.1:9")  # discard port: refused
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # and the Hub repo is not in the (empty) cache
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(DownloadError, match="rexnetv1_130-590d768e.pth"):
         km.ReXNet(width=1.3, weights="imagenet")
     with pytest.raises(ValueError, match="no published ImageNet weights are known for 'rexnet_lite_130'"):
         km.ReXNet(width=1.3, lite=True, weights="imagenet")
-    with pytest.raises(ValueError, match=r"'efficientnet_b0' \(tf_efficientnet_b0 has them\)"):
-        km.create_model("efficientnet_b0", weights="imagenet")
+    with pytest.raises(ValueError, match=r"'efficientnetv2_s' \(tf_efficientnetv2_s has them\)"):
+        km.create_model("efficientnetv2_s", weights="imagenet")

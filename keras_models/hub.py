@@ -1,0 +1,182 @@
+"""timm models from the Hugging Face Hub (`hf://timm/rexnet_130.nav_in1k`), through huggingface_hub.
+
+A timm repo holds `config.json` (architecture, num_classes, pretrained_cfg) and
+`model.safetensors`. Files come through `hf_hub_download`, so its cache (`HF_HOME`), offline mode
+(`HF_HUB_OFFLINE=1`) and endpoint (`HF_ENDPOINT`) apply. Each cached blob is named by its ETag
+(the sha256 of an LFS file, the git blob sha1 of a small one); it is re-hashed before use, and a
+blob that no longer matches is downloaded again, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import urllib.parse
+from pathlib import Path
+
+from keras_models.files import file_digest
+
+HF_PREFIX = "hf://"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class HubError(RuntimeError):
+    """A Hub download failed or a file did not verify (the message is one line)."""
+
+
+def parse(handle: str) -> tuple[str, str | None]:
+    """`hf://org/name[@revision]` -> (repo id, revision)."""
+    repo = handle[len(HF_PREFIX):] if handle.startswith(HF_PREFIX) else handle
+    repo, _, revision = repo.partition("@")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise HubError(f"{handle!r} is not a Hub model: write hf://org/name, e.g. hf://timm/rexnet_130.nav_in1k")
+    return repo, revision or None
+
+
+def _blob_matches(path: Path) -> bool:
+    """The blob's content still hashes to its ETag name (LFS sha256 or git blob sha1)."""
+    name = path.resolve().name
+    if len(name) == 64:
+        return file_digest(path) == name
+    if len(name) == 40:
+        data = path.read_bytes()
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == name
+    return True  # another ETag form: nothing to compare against
+
+
+def download(repo: str, filename: str, revision: str | None = None) -> Path:
+    """One verified file of a Hub repo (cache first; a blob that fails its hash is fetched again)."""
+    try:
+        import huggingface_hub  # noqa: F401
+    except ImportError:
+        raise HubError("hf:// needs huggingface_hub: pip install huggingface_hub") from None
+    path = _hf_download(repo, filename, revision, force=False)
+    if not _blob_matches(path):
+        path = _hf_download(repo, filename, revision, force=True)
+        if not _blob_matches(path):
+            raise HubError(f"hf://{repo}/{filename} does not match its ETag after a fresh download: "
+                           "the server sent a corrupted file")
+    return path
+
+
+def _hf_download(repo: str, filename: str, revision: str | None, force: bool) -> Path:
+    from huggingface_hub import errors, hf_hub_download
+
+    where = f"hf://{repo}/{filename}" + (f"@{revision}" if revision else "")
+    offline = _offline() or not _reachable(_endpoint())  # huggingface_hub would retry for ~25 s
+    try:  # the environment is read now, not at huggingface_hub's import
+        return Path(hf_hub_download(repo, filename, revision=revision, force_download=force and not offline,
+                                    endpoint=_endpoint(), cache_dir=_cache_home(), local_files_only=offline))
+    except errors.LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: caught first
+        why = "HF_HUB_OFFLINE is set and it is not in the cache" if _offline() else f"cannot reach {_endpoint()}"
+        raise HubError(f"{where}: {why} (cache: {_cache_home()})") from None
+    except errors.RepositoryNotFoundError:
+        raise HubError(f"{where}: no such repository on {_endpoint()} (or it is private)") from None
+    except errors.RevisionNotFoundError:
+        raise HubError(f"{where}: no revision {revision!r} in {repo}") from None
+    except errors.EntryNotFoundError:
+        raise HubError(f"{where}: {repo} has no file {filename}") from None
+    except (errors.HfHubHTTPError, OSError, ValueError) as e:
+        raise HubError(f"{where}: {str(e).strip().splitlines()[0]}") from None
+
+
+def _reachable(endpoint: str, timeout: float = 5.0) -> bool:
+    """Whether the endpoint's host accepts a connection (a refused or unknown host answers at once)."""
+    url = urllib.parse.urlsplit(endpoint)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _cache_home() -> str:
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return os.path.join(os.path.expanduser(home), "hub")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def read_config(repo: str, revision: str | None = None) -> dict:
+    """A timm repo's config.json (architecture, num_classes, pretrained_cfg)."""
+    path = download(repo, "config.json", revision)
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as e:
+        raise HubError(f"hf://{repo}/config.json is not JSON ({e})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
+        raise HubError(f"hf://{repo}/config.json names no architecture: not a timm model repo")
+    return config
+
+
+def weights_file(repo: str, revision: str | None = None) -> Path:
+    """The repo's weights (model.safetensors, else pytorch_model.bin), config.json beside it."""
+    download(repo, "config.json", revision)  # beside the weights: provenance reads it
+    last = None
+    for filename in WEIGHT_FILES:
+        try:
+            return download(repo, filename, revision)
+        except HubError as e:
+            if "has no file" not in str(e):
+                raise
+            last = e
+    raise HubError(f"hf://{repo} has none of {', '.join(WEIGHT_FILES)}") from last
+
+
+def hf_weights_file(hf_hub_id: str) -> Path:
+    """A registry tag's Hub weights (`timm/rexnet_130.nav_in1k`)."""
+    return weights_file(*parse(hf_hub_id))
+
+
+def pretrained_from_config(config: dict):
+    """A `Pretrained` for a repo's own pretrained_cfg (its size, crop, interpolation, mean/std)."""
+    from keras_models.registry import Pretrained
+
+    cfg = config.get("pretrained_cfg") if isinstance(config.get("pretrained_cfg"), dict) else {}
+    size = cfg.get("test_input_size") or cfg.get("input_size")
+    return Pretrained(
+        tag=str(cfg.get("tag") or "hub"), source="timm",
+        input_size=int(size[-1]) if size else None,
+        crop_pct=cfg.get("test_crop_pct") or cfg.get("crop_pct"),
+        interpolation=cfg.get("interpolation"), crop_mode=cfg.get("crop_mode") or "center",
+        mean=tuple(cfg["mean"]) if cfg.get("mean") else None, std=tuple(cfg["std"]) if cfg.get("std") else None,
+        num_classes=int(config.get("num_classes", cfg.get("num_classes", 1000))), license=cfg.get("license"),
+    )
+
+
+def create(handle: str, *, num_classes: int | None = None, **kwargs):
+    """`create_model("hf://timm/rexnet_130.nav_in1k")`: the repo's architecture with its weights.
+
+    `num_classes` other than the checkpoint's keeps the backbone and starts a new classifier.
+    """
+    from keras_models.models.factory import SPEC_OPTIONS, make_spec, same_classes, with_tag
+    from keras_models.registry import find_entry
+    from keras_models.spec import build
+    from keras_models.weights import load_weights
+
+    repo, revision = parse(handle)
+    config = read_config(repo, revision)
+    architecture = config["architecture"].split(".")[0]
+    entry = find_entry(architecture)
+    if entry is None:
+        raise HubError(f"hf://{repo} is a {architecture}, which keras-models does not build "
+                       "(see `keras-models list`)")
+    kwargs.pop("pretrained", None)
+    if kwargs.pop("weights", None) not in (None, "imagenet"):
+        raise HubError(f"{handle} brings its own weights: drop weights=")
+    tag = pretrained_from_config(config)
+    net = with_tag(make_spec(entry, {k: kwargs.pop(k) for k in SPEC_OPTIONS if k in kwargs}), tag)
+    classes = same_classes(kwargs.pop("classes", None), num_classes if num_classes is not None else tag.num_classes)
+    model = build(net, num_classes=classes, **kwargs)
+    load_weights(model, str(weights_file(repo, revision)), entry=entry, net=net, source="timm")
+    return model

@@ -1,0 +1,148 @@
+"""Preset folders in keras-hub's layout: `save_preset(model, dir)` and `create_model(dir)`.
+
+A preset is `config.json` (what to build), `model.weights.h5`, `metadata.json` (versions,
+parameter count, the weights' sha256) and `preprocessor.json` (the evaluation transform: size,
+crop, interpolation, mean/std), plus `labels.txt` when the classes have names. It is written to
+a temporary folder and renamed, and a preset whose weights no longer match their sha256 is
+refused.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+from pathlib import Path
+
+import keras
+
+from keras_models.checkpoints import CheckpointError
+from keras_models.files import file_digest, owned_temp_prefix, remove_stale
+
+CONFIG, WEIGHTS, METADATA, PREPROCESSOR, LABELS = (
+    "config.json", "model.weights.h5", "metadata.json", "preprocessor.json", "labels.txt")
+
+
+def is_preset(name: str) -> bool:
+    return Path(os.fspath(name)).expanduser().is_dir()
+
+
+def build_config(model: keras.Model) -> dict:
+    """How `create_model` built `model` (set on every model it or a family constructor builds)."""
+    from keras_models.models.factory import PRESET_CONFIG_ATTR
+
+    config = getattr(model, PRESET_CONFIG_ATTR, None)
+    if config is None:
+        raise ValueError(f"{model.name} was not built by keras_models.create_model (or a family constructor): "
+                         "save_preset needs to know its architecture")
+    return config
+
+
+def save_preset(model: keras.Model, preset_dir: str | os.PathLike, *, labels: list[str] | None = None,
+                crop_pct: float | None = None, interpolation: str | None = None) -> Path:
+    """Write `model` as a preset folder (replacing nothing: the folder must not exist yet)."""
+    from keras_models.models.factory import eval_settings
+
+    config = build_config(model)
+    target = Path(os.fspath(preset_dir)).expanduser()
+    if target.exists():
+        raise FileExistsError(f"{target} already exists: choose a new preset folder")
+    if labels is not None and len(labels) != config["num_classes"]:
+        raise ValueError(f"{len(labels)} labels for {config['num_classes']} classes")
+    name = config["model"] + (f".{config['tag']}" if config.get("tag") else "")
+    _, _, net, default_crop, default_interp = eval_settings(name)
+    size = model.input_shape[1] or net.default_size
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target.parent, target.name)
+    staging = target.parent / f"{owned_temp_prefix(target.name)}{os.getpid()}"
+    staging.mkdir()
+    try:
+        model.save_weights(staging / WEIGHTS)
+        _write_json(staging / CONFIG, {"module": "keras_models", "class_name": "create_model",
+                                       "registered_name": "keras_models>create_model", "config": config})
+        _write_json(staging / PREPROCESSOR, {
+            "image_size": [size, size], "crop_pct": crop_pct or default_crop,
+            "interpolation": interpolation or default_interp, "input_range": [0, 255],
+            "mean": [m * 255 for m in net.mean], "std": [s * 255 for s in net.std],
+        })
+        _write_json(staging / METADATA, {
+            "keras_version": keras.__version__, "keras_models_version": _version(),
+            "parameter_count": model.count_params(), "weights_sha256": file_digest(staging / WEIGHTS),
+            "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"), "tasks": ["ImageClassifier"],
+        })
+        if labels is not None:
+            (staging / LABELS).write_text("".join(f"{label}\n" for label in labels))
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def read_preset(preset_dir: str | os.PathLike) -> tuple[dict, dict, list[str] | None]:
+    """(build config, preprocessor config, labels) of a preset, its weights checked."""
+    folder = Path(os.fspath(preset_dir)).expanduser()
+    for required in (CONFIG, WEIGHTS, METADATA):
+        if not (folder / required).is_file():
+            raise CheckpointError(f"{folder} is not a keras-models preset: it has no {required}")
+    config, metadata = _read_json(folder / CONFIG), _read_json(folder / METADATA)
+    if config.get("module") != "keras_models" or not isinstance(config.get("config"), dict):
+        raise CheckpointError(f"{folder}/{CONFIG} is not a keras-models preset config "
+                              f"(module {config.get('module')!r}); keras-hub presets load with keras_hub")
+    if metadata.get("weights_sha256") and file_digest(folder / WEIGHTS) != metadata["weights_sha256"]:
+        raise CheckpointError(f"{folder}/{WEIGHTS} does not match the sha256 in {METADATA}: damaged or changed")
+    preprocessor = _read_json(folder / PREPROCESSOR) if (folder / PREPROCESSOR).is_file() else {}
+    labels = (folder / LABELS).read_text().splitlines() if (folder / LABELS).is_file() else None
+    return config["config"], preprocessor, labels
+
+
+def load_preset(preset_dir: str | os.PathLike, **overrides) -> keras.Model:
+    """`create_model(dir)`: build what the preset says and load its weights (`num_classes` other
+    than the preset's starts a new classifier on its backbone)."""
+    from keras_models.models.factory import create_model
+    from keras_models.weights import assign, load_weights
+
+    config, _, _ = read_preset(preset_dir)
+    weights = str(Path(os.fspath(preset_dir)).expanduser() / WEIGHTS)
+    overrides.pop("pretrained", None)
+    if overrides.pop("weights", None) is not None:
+        raise ValueError(f"{preset_dir} brings its own weights: drop weights=")
+    options = {**config.get("build", {}), **config.get("spec_options", {})}
+    name = config["model"] + (f".{config['tag']}" if config.get("tag") else "")
+    classes = overrides.pop("num_classes", None) or config["num_classes"]
+    options.update(overrides)
+    if classes == config["num_classes"]:
+        model = create_model(name, num_classes=classes, **options)
+        load_weights(model, weights)
+        return model
+    source = create_model(name, num_classes=config["num_classes"], **options)
+    load_weights(source, weights)
+    model = create_model(name, num_classes=classes, **options)
+    named = {layer.name: [(w.path, keras.ops.convert_to_numpy(w), "id") for w in layer.weights]
+             for layer in source.layers if layer.weights}
+    assign(model, named, new_head_ok=True)
+    return model
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keras-models")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a JSON object")
+    return data

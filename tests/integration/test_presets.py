@@ -1,0 +1,65 @@
+"""Preset folders in keras-hub's layout: save, reload anywhere, refuse when damaged; from a run too."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import PHOTOS, randomize, run_cli
+
+import keras_models as km
+from keras_models.checkpoints import CheckpointError
+from keras_models.presets import read_preset
+
+pytestmark = pytest.mark.integration
+
+
+def test_save_and_reload_a_preset(tmp_path):
+    model = km.create_model("rexnet_100", num_classes=3, input_shape=(64, 64, 3), classifier_activation=None)
+    randomize(model)
+    preset = km.save_preset(model, tmp_path / "flowers", labels=["daisy", "rose", "tulip"])
+    assert sorted(p.name for p in preset.iterdir()) == [
+        "config.json", "labels.txt", "metadata.json", "model.weights.h5", "preprocessor.json"]
+    assert json.loads((preset / "config.json").read_text())["config"]["model"] == "rexnet_100"
+    assert json.loads((preset / "preprocessor.json").read_text())["image_size"] == [64, 64]
+
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    again = km.create_model(str(preset))
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert km.create_model(str(preset), num_classes=7).output_shape == (None, 7)  # a new head on its backbone
+
+    with pytest.raises(FileExistsError, match="already exists"):
+        km.save_preset(model, preset)
+    with pytest.raises(ValueError, match="2 labels for 3 classes"):
+        km.save_preset(model, tmp_path / "other", labels=["a", "b"])
+    assert not (tmp_path / "other").exists()
+    weights = preset / "model.weights.h5"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the sha256 in metadata.json"):
+        km.create_model(str(preset))
+    with pytest.raises(CheckpointError, match="is not a keras-models preset: it has no config.json"):
+        km.create_model(str(tmp_path))
+
+
+def test_an_imagenet_tag_as_a_preset_predicts_like_the_tag(tmp_path):
+    photo = str(PHOTOS / "chelsea.jpg")
+    made = run_cli("save-preset", "--weights", "imagenet", "--model", "tf_efficientnet_lite0",
+                   "--out", str(tmp_path / "lite0"))
+    assert made.returncode == 0, made.stderr
+    direct = run_cli("predict", "--model", "tf_efficientnet_lite0", photo)
+    packaged = run_cli("predict", "--model", str(tmp_path / "lite0"), photo)
+    assert direct.returncode == packaged.returncode == 0, packaged.stderr
+    assert packaged.stdout == direct.stdout and "Egyptian cat" in direct.stdout
+
+
+def test_a_trained_run_becomes_a_preset_with_its_labels(digits_run, tmp_path):
+    made = run_cli("save-preset", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "p"))
+    assert made.returncode == 0, made.stderr
+    config, pre, labels = read_preset(tmp_path / "p")
+    assert config["model"] == "rexnet_100" and config["num_classes"] == 10 and len(labels) == 10
+    assert pre["image_size"] == [32, 32]
+    again = run_cli("save-preset", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "p"))
+    assert again.returncode == 2 and "already exists" in again.stderr
