@@ -68,3 +68,12 @@ def test_keras_applications_constructors_keep_keras_weights(monkeypatch, tmp_pat
         km.EfficientNetB0(weights="imagenet")
     with pytest.raises(Exception, match=r"tf_efficientnet_b0_ns-c0e6a31c\.pth"):
         km.create_model("tf_efficientnet_b0", weights="imagenet")
+
+
+def test_the_readme_weights_table_lists_every_tag():
+    from helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for name in km.list_models(pretrained=True):
+        arch, tag = name.split(".", 1)
+        assert f"| `{arch}` | `{tag}`" in readme, f"{name} is missing from the README's weights table"
