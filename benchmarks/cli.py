@@ -9,6 +9,8 @@ from keras_models.arguments import ints, nonnegative_int, positive_int, words
 
 
 def _cmd_benchmark(args) -> None:
+    if args.bench == "data":
+        return _cmd_data(args)
     from benchmarks.speed import BenchmarkError, BenchOptions, plot, ratios, run, write_csv
 
     options = BenchOptions(
@@ -35,15 +37,39 @@ def _cmd_benchmark(args) -> None:
     print(f"wrote {csv_path} and {chart}")
 
 
+def _cmd_data(args) -> None:
+    """`--bench data`: the training input pipeline alone, ours and the peers on the same files."""
+    from benchmarks import data_bench
+
+    options = data_bench.DataBenchOptions(
+        data=args.data, image_size=args.img_size[0], batch_size=args.batch_size[-1], randaugment=args.randaugment,
+        randaugment_mstd=args.randaugment_mstd, mixup=args.mixup, cutmix=args.cutmix, compare=args.compare,
+        warmup=args.warmup, batches=args.iters, repeats=args.repeats, workers=args.threads,
+        command="keras-models " + " ".join(sys.argv[1:]))
+    csv_path = Path(args.results_file)
+    if csv_path.suffix != ".csv":
+        raise data_bench.DataBenchError(f"--results-file {csv_path} must end with .csv")
+    rows = data_bench.run(options, progress=lambda line: print(f"  {line}", flush=True))
+    data_bench.write_csv(rows, csv_path)
+    chart = data_bench.plot(rows, Path(args.plot) if args.plot else csv_path.with_suffix(".png"), options.command)
+    print(f"{'pipeline':<26}{'img/s':>9}{'p10':>9}{'p90':>9}{'per core':>10}{'ours vs':>9}")
+    for r in rows:
+        print(f"{r['impl']:<26}{r['data_samples_per_sec']:>9.1f}{r['data_samples_per_sec_p10']:>9.1f}"
+              f"{r['data_samples_per_sec_p90']:>9.1f}{r['per_core']:>10.1f}"
+              f"{rows[0]['data_samples_per_sec'] / r['data_samples_per_sec']:>8.2f}x")
+    print(f"wrote {csv_path} and {chart}")
+
+
 def add_subcommands(sub) -> None:
     """Register `benchmark` on an argparse subparsers object."""
     p = sub.add_parser("benchmark", help="timm-style speed table (CSV + PNG), optionally against peers",
                        description="Time inference and/or a training step on synthetic images: warm-up, then "
                                    "repeated steps (median and 10th/90th percentiles), in columns named like timm's.")
     p.add_argument("--model", type=words, default=["rexnet_100"], help="comma list of registry names")
-    p.add_argument("--bench", default="both", help="infer, train or both")
+    p.add_argument("--bench", default="both", help="infer, train, both, or data (the training input pipeline "
+                   "alone: --data, --randaugment, --mixup, --cutmix; --compare timm,legacy)")
     p.add_argument("--batch-size", type=ints, default=[1, 32], help="comma list, e.g. 1,8,32,64")
-    p.add_argument("--img-size", type=ints, default=[224], help="comma list, e.g. 128,224,320")
+    p.add_argument("--img-size", "--image-size", type=ints, default=[224], help="comma list, e.g. 128,224,320")
     p.add_argument("--precision", default="float32", help="float32, mixed_float16 or mixed_bfloat16")
     p.add_argument("--jit-compile", default="auto", help="XLA: auto (GPU/TPU only), on or off")
     p.add_argument("--runtime", type=words, default=["keras"],
@@ -57,6 +83,13 @@ def add_subcommands(sub) -> None:
     p.add_argument("--iters", type=positive_int, default=10, help="timed steps per configuration")
     p.add_argument("--peak-gflops", type=float,
                    help="this CPU's float32 peak (benchmarks/fma_peak), for float32 runs' %% of peak")
+    p.add_argument("--data", help="--bench data: folder:PATH or tfrecord:GLOB (default: a JPEG folder made from "
+                   "the bundled photos)")
+    p.add_argument("--randaugment", type=nonnegative_int, default=0, help="--bench data: magnitude (0: off)")
+    p.add_argument("--randaugment-mstd", type=float, default=0.0, help="--bench data: magnitude std")
+    p.add_argument("--mixup", type=float, default=0.0, help="--bench data: MixUp alpha")
+    p.add_argument("--cutmix", type=float, default=0.0, help="--bench data: CutMix alpha")
+    p.add_argument("--repeats", type=positive_int, default=3, help="--bench data: timed repeats of --iters batches")
     p.add_argument("--results-file", default="benchmark.csv", help="CSV to write; the chart goes beside it (.png)")
     p.add_argument("--plot", help="chart path (default: the results file with .png)")
     p.set_defaults(func=_cmd_benchmark)

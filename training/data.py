@@ -9,6 +9,7 @@ images it skips. Images stay RGB in [0, 255]: the models normalise in-graph.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -338,8 +339,10 @@ def random_resized_crop_encoded(data: tf.Tensor, size: int, scale: tuple[float, 
     return tf.image.resize(crop, [size, size], method="bilinear")
 
 
-def mix_batch(images: tf.Tensor, labels: tf.Tensor, mixup: float, cutmix: float, seed: tf.Tensor):
-    """Batch-mode MixUp / CutMix against the reversed batch (timm's `mode=batch`), soft labels."""
+def mix_batch(images: tf.Tensor, labels: tf.Tensor, status: tf.Tensor, mixup: float, cutmix: float,
+              seed: tf.Tensor):
+    """Batch-mode MixUp / CutMix against the reversed batch (timm's `mode=batch`), soft labels; a
+    sample mixed with a blank (an unreadable file) is itself left out (status BAD)."""
     def beta(alpha, s):
         a = tf.random.stateless_gamma([], s, alpha)
         b = tf.random.stateless_gamma([], s + 1, alpha)
@@ -364,7 +367,7 @@ def mix_batch(images: tf.Tensor, labels: tf.Tensor, mixup: float, cutmix: float,
     else:
         lam = beta(mixup, seeds[1])
         images = lam * images + (1 - lam) * other_x
-    return images, lam * labels + (1 - lam) * other_y
+    return images, lam * labels + (1 - lam) * other_y, tf.maximum(status, tf.reverse(status, [0]))
 
 
 @dataclass(frozen=True)
@@ -392,47 +395,110 @@ class Pipeline:
 
     def train_dataset(self, source: DataSource, batch_size: int, *, input_context=None,
                       skip_elements: int = 0) -> tf.data.Dataset:
-        """Endless, seeded, sharded stream of (images float32 [0,255], one-hot labels) batches."""
+        """Endless, seeded, sharded stream of (images float32 [0,255], one-hot labels, status) batches.
+
+        A file that fails to read or decode stays in the stream as a blank image with status BAD
+        (weight 0 in the loss, counted), so every step consumes the same elements and a resumed
+        run skips exactly what the interrupted one saw.
+        """
         ds = source.train
         if input_context is not None and input_context.num_input_pipelines > 1:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        if source.read is not None:  # read bytes once (cached when small); decode per use
-            ds = ds.map(lambda raw, y: (source.read(raw), y), num_parallel_calls=tf.data.AUTOTUNE)
-        decode = source.decode
+        ds = _read_guarded(ds, source)
         if source.cache:
             ds = ds.cache()
         ds = ds.shuffle(min(source.num_train, 10_000), seed=self.seed, reshuffle_each_iteration=True).repeat()
-        ds = ds.skip(skip_elements).enumerate(start=skip_elements)
-        num_classes = source.num_classes
-
-        encoded = source.encoded
+        ds = ds.skip(skip_elements).enumerate(start=skip_elements).map(lambda i, xy: (i, *xy))
+        num_classes, decode, encoded, size = source.num_classes, source.decode, source.encoded, self.image_size
 
         def augment(index, raw, label):
             seed = tf.stack([tf.cast(self.seed, tf.int64), index])
             if encoded:  # JPEG fast path: only the crop window is decoded
-                image = random_resized_crop_encoded(raw, self.image_size, self.crop_scale, seed)
+                image = random_resized_crop_encoded(raw, size, self.crop_scale, seed)
             else:
-                image = random_resized_crop(decode(raw), self.image_size, self.crop_scale, seed)
+                image = random_resized_crop(decode(raw), size, self.crop_scale, seed)
             if self.hflip:
                 image = tf.image.stateless_random_flip_left_right(image, seed + 1)
-            image = tf.ensure_shape(image, [self.image_size, self.image_size, 3])  # tf.slice forgot it
+            image = tf.ensure_shape(image, [size, size, 3])  # tf.slice forgot it
             image = tf.clip_by_value(image, 0.0, 255.0)
             if self.randaugment:
                 image = rand_augment(image, seed + 2, self.randaugment, self.randaugment_mstd)
-            return image, tf.one_hot(label, num_classes)
+            return image, tf.one_hot(label, num_classes), tf.constant(GOOD, tf.int8)
 
-        ds = ds.map(lambda i, xy: augment(i, *xy), num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.ignore_errors()  # a truncated file is dropped, not fatal (bad headers were skipped upfront)
+        def blank(index, raw, label):
+            return tf.zeros([size, size, 3]), tf.one_hot(label, num_classes), tf.constant(BAD, tf.int8)
+
+        ds = guarded_map(ds, augment, blank) if _can_fail(source) else ds.map(augment, tf.data.AUTOTUNE)
         ds = ds.batch(batch_size, drop_remainder=True)
         if self.mixup > 0 or self.cutmix > 0:
             ds = ds.enumerate().map(
-                lambda i, xy: mix_batch(*xy, self.mixup, self.cutmix, tf.stack([tf.cast(self.seed, tf.int64), i])),
+                lambda i, b: mix_batch(*b, self.mixup, self.cutmix, tf.stack([tf.cast(self.seed, tf.int64), i])),
                 num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
 
-    def eval_dataset(self, source: DataSource, batch_size: int) -> tf.data.Dataset:
-        """Every validation image once, in order: (images, integer labels)."""
-        read = source.read or (lambda raw: raw)
-        ds = source.val.map(lambda raw, y: (self.eval_image(source.decode(read(raw))), y),
-                            num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.ignore_errors().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    def eval_dataset(self, source: DataSource, batch_size: int, *, input_context=None,
+                     replicas_per_pipeline: int = 1) -> tf.data.Dataset:
+        """Every validation image once, in order: (images, integer labels, status) batches.
+
+        With an input context (a worker of a cluster), this pipeline's shard, padded with PAD
+        elements so that every pipeline yields the same number of full batches: the counts of all
+        of them sum to exactly one pass over the split. Unreadable files come as BAD, not dropped.
+        """
+        ds = source.val
+        pipelines = input_context.num_input_pipelines if input_context is not None else 1
+        if pipelines > 1:
+            ds = ds.shard(pipelines, input_context.input_pipeline_id)
+        size, decode = self.image_size, source.decode
+
+        def score(raw, label):
+            return self.eval_image(decode(raw)), label, tf.constant(GOOD, tf.int8)
+
+        def blank(raw, label):
+            return tf.zeros([size, size, 3]), label, tf.constant(BAD, tf.int8)
+
+        ds = _read_guarded(ds, source)
+        ds = guarded_map(ds, score, blank) if _can_fail(source) else ds.map(score, tf.data.AUTOTUNE)
+        per_step = batch_size * replicas_per_pipeline
+        steps = eval_steps(source.num_val, pipelines, per_step)
+        padding = tf.data.Dataset.from_tensors((tf.zeros([size, size, 3]), tf.constant(0, tf.int32),
+                                                tf.constant(PAD, tf.int8))).repeat()
+        ds = ds.concatenate(padding).take(steps * per_step)
+        return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+# Status of each element: scored, an unreadable file kept as a blank (weight 0, counted), padding
+GOOD, BAD, PAD = 0, 1, 2
+GUARD_PARALLELISM = 16  # elements decoded at once under the guard (measured: 16 ~ the unguarded rate)
+
+
+def eval_steps(num_val: int, pipelines: int, per_step: int) -> int:
+    """Steps for one pass over `num_val` images split over `pipelines` feeding `per_step` each."""
+    return max(1, math.ceil(math.ceil(num_val / pipelines) / per_step))
+
+
+def guarded_map(ds: tf.data.Dataset, fn: Callable, fallback: Callable) -> tf.data.Dataset:
+    """`ds.map(fn)` where an element that fails (a corrupt or vanished file) becomes `fallback(element)`
+    instead of an error or a silent drop (`ignore_errors`), so the stream keeps its length and order.
+
+    tf.data cannot catch an error inside one map, so each element gets a one-element dataset:
+    `fn` with errors ignored, then the fallback, first one wins; interleaved, in order, in parallel.
+    """
+    def one(*element):
+        tried = tf.data.Dataset.from_tensors(element).map(fn).ignore_errors()
+        return tried.concatenate(tf.data.Dataset.from_tensors(element).map(fallback)).take(1)
+
+    return ds.interleave(one, cycle_length=GUARD_PARALLELISM, block_length=1,
+                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _can_fail(source: DataSource) -> bool:
+    """Files and encoded bytes can fail to decode; in-memory arrays cannot."""
+    return source.read is not None or source.encoded
+
+
+def _read_guarded(ds: tf.data.Dataset, source: DataSource) -> tf.data.Dataset:
+    """Read file bytes (before caching); a file that cannot be read becomes empty bytes, which
+    then fails to decode and is counted like any corrupt file."""
+    if source.read is None:
+        return ds
+    return guarded_map(ds, lambda raw, y: (source.read(raw), y), lambda raw, y: (tf.constant(b""), y))

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import tensorflow as tf
+
 from training import data as data_lib
 from training.config import ConfigError, TrainConfig
 
@@ -61,7 +63,7 @@ def evaluate(*, model: str | None = None, weights: str, data: str | None = None,
              seed: int | None = None, data_dir: str | None = None, verbose: bool = True) -> dict:
     """Top-1/top-5 of a weights file on a validation split (settings as `run_settings` resolves them)."""
     from keras_models.models import create_model
-    from training.trainer import evaluate_dataset, make_eval_step
+    from training.trainer import DistributedEval
 
     settings = run_settings(weights, model=model, data=data, image_size=image_size, crop_pct=crop_pct,
                             val_split=val_split, seed=seed, data_dir=data_dir)
@@ -71,14 +73,15 @@ def evaluate(*, model: str | None = None, weights: str, data: str | None = None,
                        input_shape=(image_size, image_size, 3), classifier_activation=None)
 
     started = time.perf_counter()
-    metrics = evaluate_dataset(make_eval_step(net), pipeline.eval_dataset(source, batch_size))
+    metrics = DistributedEval(tf.distribute.get_strategy(), net, pipeline, source, batch_size)()
     seconds = time.perf_counter() - started
     result = {"model": model, "weights": str(weights), "data": source.name, "image_size": image_size,
               "crop_pct": crop_pct, "top1": metrics["val_top1"], "top5": metrics["val_top5"],
-              "loss": metrics["val_loss"], "images": metrics["val_images"],
+              "loss": metrics["val_loss"], "images": metrics["val_images"], "bad_files": metrics["val_bad_files"],
               "images_per_sec": metrics["val_images"] / seconds}
     if verbose:
-        print(f"{model} {weights} on {source.name} ({result['images']} val images, {image_size}px, "
+        skipped = f", {result['bad_files']} unreadable skipped" if result["bad_files"] else ""
+        print(f"{model} {weights} on {source.name} ({result['images']} val images{skipped}, {image_size}px, "
               f"crop {crop_pct}): top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  "
               f"loss {result['loss']:.4f}  {result['images_per_sec']:.0f} img/s")
     return result

@@ -37,7 +37,8 @@ from training.optim import ModelEMA, WarmupCosine, make_optimizer
 # Changing these under an existing run would silently train something else: refuse instead.
 RUN_IDENTITY = ("model", "data", "num_classes", "image_size", "batch_size")
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
-                 "images_per_sec", "epoch_seconds")
+                 "images_per_sec", "epoch_seconds", "train_bad_files", "val_bad_files", "val_images", "images_seen",
+                 "bad_files_seen")
 
 
 class TrainingError(RuntimeError):
@@ -215,10 +216,13 @@ class Trainer:
         self.optimizer.build(self.model.trainable_variables)
         self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay else None
         self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # images trained on and unreadable files met so far, checkpointed with the step (exact on resume)
+        self.seen_var = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="seen")
         self.best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_top1")
 
     def _make_checkpoint(self) -> None:
-        items = {"model": self.model, "optimizer": self.optimizer, "step": self.step_var, "best": self.best_var}
+        items = {"model": self.model, "optimizer": self.optimizer, "step": self.step_var, "best": self.best_var,
+                 "seen": self.seen_var}
         if self.ema is not None:
             items["ema"] = self.ema
         self.checkpoint = tf.train.Checkpoint(**items)
@@ -280,34 +284,38 @@ class Trainer:
         model, optimizer, cfg = self.model, self.optimizer, self.cfg
         global_batch, strategy, ema = cfg.batch_size, self.strategy, self.ema
 
-        def gradients(images, labels):
+        def gradients(images, labels, status):
+            good = tf.cast(status == data_lib.GOOD, tf.float32)  # an unreadable file weighs nothing
             with tf.GradientTape() as tape:
                 logits = tf.cast(model(images, training=True), tf.float32)
                 per_example = keras.losses.categorical_crossentropy(
                     labels, logits, from_logits=True, label_smoothing=cfg.label_smoothing)
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                loss = tf.nn.compute_average_loss(per_example * good, global_batch_size=global_batch)
                 scaled = optimizer.scale_loss(loss)
             grads = tape.gradient(scaled, model.trainable_variables)
-            correct = tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == tf.argmax(labels, -1), tf.float32))
-            return loss, correct, grads
+            hits = tf.cast(tf.argmax(logits, -1) == tf.argmax(labels, -1), tf.float32)
+            counts = tf.stack([tf.reduce_sum(hits * good), tf.reduce_sum(good), tf.reduce_sum(1 - good)])
+            return loss, counts, grads
 
         if self.jit:  # XLA compiles the replica-local forward/backward; the all-reduce stays outside
             gradients = tf.function(gradients, jit_compile=True)
 
-        def replica_step(images, labels):
-            loss, correct, grads = gradients(images, labels)
+        def replica_step(images, labels, status):
+            loss, counts, grads = gradients(images, labels, status)
             optimizer.apply(grads, model.trainable_variables)  # all-reduces across replicas
-            return loss, correct
+            return loss, counts
 
         @tf.function
         def train_step(iterator):
-            loss, correct = strategy.run(replica_step, args=next(iterator))
+            """(loss, [correct, images, unreadable files]) summed over every replica and worker."""
+            loss, counts = strategy.run(replica_step, args=next(iterator))
             loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
-            correct = strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None)
+            counts = strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None)
             if ema is not None:
                 ema.update()
             self.step_var.assign_add(1)
-            return loss, correct
+            self.seen_var.assign_add(tf.cast(counts[1:], tf.int64))
+            return loss, counts
 
         return train_step
 
@@ -322,7 +330,10 @@ class Trainer:
         start_epoch = st.step // self.steps_per_epoch
         frozen = cfg.freeze_backbone and (cfg.freeze_epochs is None or start_epoch < cfg.freeze_epochs)
         set_backbone_trainable(self.model, not frozen)
-        train_step, eval_step = self._make_train_step(), make_eval_step(self.model)
+        train_step = self._make_train_step()
+        self.average_bn = batch_norm_averager(self.strategy, self.model)
+        evaluation = DistributedEval(self.strategy, self.model, self.pipeline, self.source,
+                                     max(cfg.batch_size, 64), cfg.label_smoothing)
 
         def dataset_fn(ctx):
             per_pipeline = cfg.batch_size // ctx.num_input_pipelines  # elements each pipeline feeds per step
@@ -330,7 +341,6 @@ class Trainer:
                                                input_context=ctx, skip_elements=st.step * per_pipeline)
 
         iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
-        eval_ds = self.pipeline.eval_dataset(self.source, max(cfg.batch_size, 64))
         speeds = []
         with StopRequest() as self.stop:  # Ctrl-C and SIGTERM stop between steps, checkpointed
             try:
@@ -342,7 +352,7 @@ class Trainer:
                         self._log(f"epoch {epoch + 1}: backbone unfrozen, LR x{cfg.unfreeze_lr_scale}")
                     row, speed = self._train_epoch(epoch, train_step, iterator)
                     speeds.append(speed)
-                    row.update(self._evaluate_for_epoch(eval_step, eval_ds))
+                    row.update(self._evaluate_for_epoch(evaluation))
                     self._end_epoch(row)
                     self.stop.check()
             except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM (`StopRequest`), or Ctrl-C before it was set
@@ -361,13 +371,14 @@ class Trainer:
         cfg, st = self.cfg, self.state
         first = st.step - epoch * self.steps_per_epoch
         bar = _progress(self.steps_per_epoch, first, f"epoch {epoch + 1}/{cfg.epochs}", self.chief and self.verbose)
-        loss_sum = correct_sum = seen = 0.0
+        loss_sum = correct_sum = images_sum = seen = 0.0
         timed_images, timed_seconds = 0, 0.0
         try:  # the bar ends its line whatever stops the epoch, so an error message starts its own
             for i in range(first, self.steps_per_epoch):
                 t0 = time.perf_counter()
-                loss, correct = train_step(iterator)
+                loss, counts = train_step(iterator)
                 loss = float(loss)
+                correct, images = (float(c) for c in counts.numpy()[:2])
                 if not math.isfinite(loss):
                     kept = self.manager.latest_checkpoint or "none yet"
                     raise TrainingError(f"loss became {loss} at step {st.step + 1} (epoch {epoch + 1}); stopped. "
@@ -378,12 +389,13 @@ class Trainer:
                     timed_images += cfg.batch_size
                     timed_seconds += dt
                 loss_sum += loss
-                correct_sum += float(correct)
+                correct_sum += correct
+                images_sum += images
                 seen += 1
                 if bar is not None:
                     bar.update(1)
                     if i % 5 == 0 or i == self.steps_per_epoch - 1:
-                        top1 = 100 * correct_sum / (seen * cfg.batch_size)
+                        top1 = 100 * correct_sum / max(images_sum, 1)
                         bar.set_postfix({
                             "loss": f"{loss_sum / seen:.3f}", "top1": f"{top1:.1f}", "lr": f"{self._lr():.3g}",
                             "img/s": f"{timed_images / max(timed_seconds, 1e-9):.0f}", "step_ms": f"{1000 * dt:.0f}"})
@@ -397,20 +409,28 @@ class Trainer:
         with self.writer.as_default(step=st.step):
             tf.summary.scalar("train/loss", loss_sum / max(seen, 1))
             tf.summary.scalar("train/lr", self._lr())
+        images_seen, bad_seen = (int(v) for v in self.seen_var.numpy())
+        before = next((r for r in reversed(st.rows) if int(r["epoch"]) < epoch + 1), {})
         row = {"epoch": epoch + 1, "step": st.step, "lr": self._lr(), "train_loss": loss_sum / max(seen, 1),
-               "train_top1": 100 * correct_sum / max(seen * cfg.batch_size, 1), "images_per_sec": speed,
-               "epoch_seconds": timed_seconds}
+               "train_top1": 100 * correct_sum / max(images_sum, 1), "images_per_sec": speed,
+               "epoch_seconds": timed_seconds, "images_seen": images_seen, "bad_files_seen": bad_seen,
+               "train_bad_files": bad_seen - int(before.get("bad_files_seen") or 0)}
         return row, speed
 
     def _lr(self) -> float:
         return float(self.schedule(max(self.state.step - 1, 0)))
 
-    def _evaluate_for_epoch(self, eval_step, eval_ds) -> dict:
-        """Validation on the EMA weights when EMA is on (timm: the EMA metric picks the best)."""
+    def _evaluate_for_epoch(self, evaluation: DistributedEval) -> dict:
+        """Validation on the EMA weights when EMA is on (timm: the EMA metric picks the best); every
+        replica and worker scores its shard and the counts are summed (one pass, not one per worker).
+        BatchNorm statistics are averaged over replicas first (timm's `--dist-bn reduce`), so every
+        shard is scored by the very weights the chief saves."""
+        self.average_bn()
         if self.ema is not None:
             self.ema.swap()
+            self.average_bn()
         try:
-            metrics = evaluate_dataset(eval_step, eval_ds, self.cfg.label_smoothing)
+            metrics = evaluation()
             if self.chief and metrics["val_top1"] > self.state.best_top1:
                 self.state.best_top1 = metrics["val_top1"]
                 with atomic_output(self.out / "best.weights.h5", suffix=".weights.h5") as tmp:
@@ -437,10 +457,12 @@ class Trainer:
                 for key in ("val_loss", "val_top1", "val_top5"):
                     tf.summary.scalar(key.replace("_", "/", 1), row[key])
             self.writer.flush()
+        bad = row["train_bad_files"] + row["val_bad_files"]
+        unreadable = f"  {row['train_bad_files']} + {row['val_bad_files']} unreadable files skipped" if bad else ""
         self._log(f"epoch {row['epoch']}/{self.cfg.epochs}  loss {row['train_loss']:.4f}  "
                   f"train top-1 {row['train_top1']:.1f}%  val loss {row['val_loss']:.4f}  "
                   f"val top-1 {row['val_top1']:.2f}%  top-5 {row['val_top5']:.2f}%  "
-                  f"lr {row['lr']:.3g}  {row['images_per_sec']:.0f} img/s")
+                  f"lr {row['lr']:.3g}  {row['images_per_sec']:.0f} img/s{unreadable}")
 
     def _save_checkpoint(self) -> None:
         if not all_finite(self.model.weights):
@@ -471,42 +493,91 @@ class Trainer:
             "model": self.cfg.model, "data": self.source.name, "out": str(self.out),
             "top1": last.get("val_top1"), "top5": last.get("val_top5"),
             "best_top1": self.state.best_top1, "images_per_sec": images_per_sec, "seconds": seconds,
-            "steps": self.state.step,
+            "steps": self.state.step, "images_seen": int(self.seen_var.numpy()[0]),
+            "bad_files_seen": int(self.seen_var.numpy()[1]), "val_bad_files": last.get("val_bad_files", 0),
         }
         if last:
             speed = f"{images_per_sec:.0f} img/s" if images_per_sec else "- img/s"
+            bad = summary["bad_files_seen"]
+            skipped = (f", {bad} unreadable training file reads and {int(last.get('val_bad_files') or 0)} "
+                       "validation files skipped (metrics.csv: train_bad_files, val_bad_files)") if bad or int(
+                last.get("val_bad_files") or 0) else ""
             self._log(f"done: {self.cfg.model} on {self.source.name}: val top-1 {last['val_top1']:.2f}% "
                       f"(best {self.state.best_top1:.2f}%), top-5 {last['val_top5']:.2f}%, train {speed}, "
+                      f"{summary['images_seen']:,} images in {summary['steps']} steps{skipped}, "
                       f"{seconds / 60:.1f} min -> {self.out}/best.weights.h5")
         return summary
-
-
-def make_eval_step(model: keras.Model):
-    """Inference-mode logits in float32, compiled; shared by training's validation and `eval`."""
-    return tf.function(lambda images: tf.cast(model(images, training=False), tf.float32))
 
 
 def all_finite(weights) -> bool:
     return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.cast(w.value, tf.float32))) for w in weights]))
 
 
-def evaluate_dataset(eval_step, dataset: tf.data.Dataset, label_smoothing: float = 0.0) -> dict:
-    """Top-1/top-5 and loss over a dataset of (images, integer labels)."""
-    n = top1 = top5 = loss = 0.0
-    for images, labels in dataset:
-        logits = eval_step(images)
-        k = min(5, int(logits.shape[-1]))
-        top = tf.math.top_k(logits, k).indices
-        labels = tf.cast(labels, top.dtype)
-        top1 += float(tf.reduce_sum(tf.cast(top[:, 0] == labels, tf.float32)))
-        top5 += float(tf.reduce_sum(tf.cast(tf.reduce_any(top == labels[:, None], axis=-1), tf.float32)))
-        onehot = tf.one_hot(labels, int(logits.shape[-1]))
-        loss += float(tf.reduce_sum(keras.losses.categorical_crossentropy(
-            onehot, logits, from_logits=True, label_smoothing=label_smoothing)))
-        n += int(labels.shape[0])
-    if not n:
-        raise TrainingError("the validation split is empty (or every image in it failed to decode)")
-    return {"val_loss": loss / n, "val_top1": 100 * top1 / n, "val_top5": 100 * top5 / n, "val_images": int(n)}
+def batch_norm_averager(strategy, model: keras.Model):
+    """A function that sets every BatchNorm moving statistic to its mean over all replicas and
+    workers (each keeps its own from its local batches otherwise); a no-op on one replica."""
+    moving = [w for w in model.non_trainable_weights if w.path.endswith(("/moving_mean", "/moving_variance"))]
+    if strategy.num_replicas_in_sync == 1 or not moving:
+        return lambda: None
+
+    @tf.function
+    def average():
+        local = strategy.run(lambda: [tf.identity(w.value) for w in moving])
+        for w, value in zip(moving, local):
+            w.value.assign(strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None))
+
+    return average
+
+
+class DistributedEval:
+    """One pass over the validation split under a strategy: each replica of each worker scores its
+    padded shard (`Pipeline.eval_dataset`), and [images, top-1, top-5, loss, unreadable] are summed
+    across all of them, so the counts equal one single-process pass exactly."""
+
+    def __init__(self, strategy, model: keras.Model, pipeline, source, batch_size: int,
+                 label_smoothing: float = 0.0):
+        replicas = strategy.num_replicas_in_sync
+        self.global_batch = math.ceil(batch_size / replicas) * replicas
+        self.strategy, self.pipelines = strategy, 1
+
+        def dataset_fn(ctx):
+            self.pipelines = ctx.num_input_pipelines
+            return pipeline.eval_dataset(source, ctx.get_per_replica_batch_size(self.global_batch), input_context=ctx,
+                                         replicas_per_pipeline=replicas // ctx.num_input_pipelines)
+
+        self.dataset = strategy.distribute_datasets_from_function(dataset_fn)
+        self.steps = data_lib.eval_steps(source.num_val, self.pipelines, self.global_batch // self.pipelines)
+        classes = source.num_classes
+
+        def replica(images, labels, status):
+            logits = tf.cast(model(images, training=False), tf.float32)
+            good = tf.cast(status == data_lib.GOOD, tf.float32)
+            top = tf.math.top_k(logits, min(5, classes)).indices
+            labels = tf.cast(labels, top.dtype)
+            top1 = tf.cast(top[:, 0] == labels, tf.float32)
+            top5 = tf.cast(tf.reduce_any(top == labels[:, None], axis=-1), tf.float32)
+            loss = keras.losses.categorical_crossentropy(tf.one_hot(labels, classes), logits, from_logits=True,
+                                                         label_smoothing=label_smoothing)
+            bad = tf.cast(status == data_lib.BAD, tf.float32)
+            return tf.stack([tf.reduce_sum(v * good) for v in (tf.ones_like(good), top1, top5, loss)]
+                            + [tf.reduce_sum(bad)])
+
+        @tf.function
+        def step(iterator):
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica, args=next(iterator)), axis=None)
+
+        self.step = step
+
+    def __call__(self) -> dict:
+        iterator = iter(self.dataset)
+        totals = np.zeros(5)
+        for _ in range(self.steps):
+            totals += self.step(iterator).numpy()
+        n, top1, top5, loss, bad = totals
+        if not n:
+            raise TrainingError("the validation split is empty (or every image in it failed to decode)")
+        return {"val_loss": loss / n, "val_top1": 100 * top1 / n, "val_top5": 100 * top5 / n,
+                "val_images": int(n), "val_bad_files": int(bad)}
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool):

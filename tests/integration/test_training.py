@@ -214,6 +214,17 @@ def test_two_workers_end_identical_and_track_single_process(tmp_path):
         np.testing.assert_array_equal(w0[k], w1[k], err_msg=k)
     # Only the chief (worker 0) writes the run directory.
     assert (tmp_path / "cluster" / "metrics.csv").is_file()
+    # Validation is split over the workers and summed: one pass over the split, not one per worker,
+    # with the same counts as a single process scoring the same weights.
+    from training.data import load
+
+    rows = read_metrics(tmp_path / "cluster")
+    num_val = load("digits").num_val
+    assert [int(float(r["val_images"])) for r in rows] == [num_val] * 2
+    scored = run_cli("eval", "--weights", str(tmp_path / "cluster" / "best.weights.h5"))
+    assert scored.returncode == 0 and f"({num_val} val images, 32px" in scored.stdout, scored.stdout
+    top1 = float(scored.stdout.split("top-1 ", 1)[1].split("%")[0])
+    assert top1 == round(max(float(r["val_top1"]) for r in rows), 2)
     single = _worker({**DETERMINISTIC, "strategy": "one_device", "out": str(tmp_path / "single")},
                      tmp_path / "single.npz")
     _finish(single)

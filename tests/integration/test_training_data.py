@@ -9,6 +9,7 @@ from helpers import PHOTOS
 from PIL import Image
 
 from training import data as data_lib
+from training.data import BAD, GOOD
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +49,16 @@ def test_folder_skips_bad_files_and_keeps_going(digits_folder, capsys):
     assert src.num_classes == 10 and src.class_names[0] == "digit_0"
     assert src.num_train + src.num_val == 201  # 200 real + the truncated one (caught at decode time)
     pipe = data_lib.Pipeline(image_size=32, crop_pct=1.0, hflip=False)
-    # Two passes over everything: the truncated file is dropped, the epoch never crashes.
-    batches = list(pipe.train_dataset(src, 16).take(2 * src.num_train // 16))
-    x, y = batches[0]
-    assert x.shape == (16, 32, 32, 3) and y.shape == (16, 10) and 0 <= float(tf.reduce_min(x))
-    seen = sum(int(b.shape[0]) for b, _ in pipe.eval_dataset(src, 32))
-    assert seen in (src.num_val, src.num_val - 1)
+    # Two passes over everything: the truncated file stays in the stream as a blank marked BAD
+    # (counted, weight 0), so the element count per step never shifts and the epoch never crashes.
+    batches = list(pipe.train_dataset(src, 8).take(2 * src.num_train // 8))
+    x, y, status = batches[0]
+    assert x.shape == (8, 32, 32, 3) and y.shape == (8, 10) and 0 <= float(tf.reduce_min(x))
+    train_bad = sum(int((s.numpy() == BAD).sum()) for *_, s in batches)
+    val = [s.numpy() for *_, s in pipe.eval_dataset(src, 32)]
+    val_bad, val_good = (sum(int((s == k).sum()) for s in val) for k in (BAD, GOOD))
+    assert (train_bad, val_bad) in ((2, 0), (0, 1))  # the one truncated file, wherever the split put it
+    assert val_good + val_bad == src.num_val
 
 
 def test_folder_with_train_val_subfolders(tmp_path, digits_folder):
@@ -84,9 +89,10 @@ def test_tfrecord_model_garden_layout(tmp_path):
     (tmp_path / "labels.txt").write_text("\n".join(f"d{i}" for i in range(10)))
     src = data_lib.load(f"tfrecord:{tmp_path}/train-*", val_split=0.2)
     assert (src.num_train, src.num_val, src.class_names[3]) == (48, 12, "d3")
-    x, y = next(iter(data_lib.Pipeline(image_size=32, crop_pct=1.0).train_dataset(src, 8)))
+    x, y, _ = next(iter(data_lib.Pipeline(image_size=32, crop_pct=1.0).train_dataset(src, 8)))
     assert x.shape == (8, 32, 32, 3)
-    val_labels = np.concatenate([lbl.numpy() for _, lbl in data_lib.Pipeline(32, 1.0).eval_dataset(src, 64)])
+    val = data_lib.Pipeline(32, 1.0).eval_dataset(src, 64)
+    val_labels = np.concatenate([lbl.numpy()[s.numpy() == GOOD] for _, lbl, s in val])
     np.testing.assert_array_equal(val_labels, d.target[:60][::5])
     with pytest.raises(data_lib.DataError, match="no TFRecord files match"):
         data_lib.load(f"tfrecord:{tmp_path}/nothing-*")
@@ -96,8 +102,8 @@ def test_resume_skip_gives_the_same_stream():
     """Data position: skipping k elements continues exactly where an uninterrupted run was."""
     src = data_lib.load("digits")
     pipe = data_lib.Pipeline(image_size=32, crop_pct=1.0, hflip=False, seed=3)
-    full = [x.numpy() for x, _ in pipe.train_dataset(src, 8).take(5)]
-    resumed = [x.numpy() for x, _ in pipe.train_dataset(src, 8, skip_elements=3 * 8).take(2)]
+    full = [x.numpy() for x, *_ in pipe.train_dataset(src, 8).take(5)]
+    resumed = [x.numpy() for x, *_ in pipe.train_dataset(src, 8, skip_elements=3 * 8).take(2)]
     np.testing.assert_array_equal(full[3], resumed[0])
     np.testing.assert_array_equal(full[4], resumed[1])
 
@@ -105,8 +111,10 @@ def test_resume_skip_gives_the_same_stream():
 def test_mixup_cutmix_soft_labels():
     images = tf.random.uniform([8, 32, 32, 3], 0, 255)
     labels = tf.one_hot(tf.range(8) % 4, 4)
+    status = tf.constant([GOOD] * 7 + [BAD], tf.int8)
     for mixup, cutmix in ((0.8, 0.0), (0.0, 1.0)):
-        x, y = data_lib.mix_batch(images, labels, mixup, cutmix, tf.constant([1, 2], tf.int64))
+        x, y, mixed = data_lib.mix_batch(images, labels, status, mixup, cutmix, tf.constant([1, 2], tf.int64))
+        assert mixed.numpy().tolist() == [BAD] + [GOOD] * 6 + [BAD]  # mixed with the blank: left out too
         assert x.shape == images.shape
         np.testing.assert_allclose(tf.reduce_sum(y, -1), 1.0, rtol=1e-6)
         assert float(tf.reduce_max(y)) < 1.0  # every row mixed with a row of another class
@@ -125,9 +133,9 @@ def test_tfds_prepared_dataset_is_found_from_its_files(tmp_path):
     src = data_lib.load("tfds:digits_local", data_dir=str(tmp_path))  # no builder code in this process
     assert (src.num_train, src.num_val, src.num_classes) == (150, 50, 10)  # "test" serves as validation
     pipe = data_lib.Pipeline(image_size=32, crop_pct=1.0)
-    x, y = next(iter(pipe.train_dataset(src, 8)))
+    x, y, _ = next(iter(pipe.train_dataset(src, 8)))
     assert x.shape == (8, 32, 32, 3) and y.shape == (8, 10)  # grayscale became RGB
-    labels = np.concatenate([lbl.numpy() for _, lbl in pipe.eval_dataset(src, 16)])
+    labels = np.concatenate([lbl.numpy()[s.numpy() == GOOD] for _, lbl, s in pipe.eval_dataset(src, 16)])
     from sklearn.datasets import load_digits
 
     np.testing.assert_array_equal(np.sort(labels), np.sort(load_digits().target[150:200]))
@@ -139,8 +147,8 @@ def test_randaugment_in_the_pipeline():
     src = data_lib.load("digits")
     plain = data_lib.Pipeline(image_size=32, crop_pct=1.0, hflip=False, seed=5)
     strong = data_lib.Pipeline(image_size=32, crop_pct=1.0, hflip=False, seed=5, randaugment=9)
-    x0, y0 = next(iter(plain.train_dataset(src, 16)))
-    x1, y1 = next(iter(strong.train_dataset(src, 16)))
+    x0, y0, _ = next(iter(plain.train_dataset(src, 16)))
+    x1, y1, _ = next(iter(strong.train_dataset(src, 16)))
     np.testing.assert_array_equal(y0, y1)
     assert x1.shape == x0.shape and 0 <= float(tf.reduce_min(x1)) and float(tf.reduce_max(x1)) <= 255
     assert float(tf.reduce_mean(tf.abs(x1 - x0))) > 1.0

@@ -29,7 +29,7 @@ from keras_models.export import lite
 from keras_models.export.measure import Images, batched, compare, median_ms, prepare
 from keras_models.files import owned_temp_prefix, remove_stale
 from keras_models.models import create_model, get_entry
-from training.data import encoded_images
+from training.data import GOOD, encoded_images
 from training.evaluate import run_settings
 from training.optimize import METHODS, QAT_SAVED_MODEL, OptimizeError, OptimizeOptions
 from training.optimize import methods as M
@@ -73,12 +73,15 @@ class Job:
         calib_encoded, _ = encoded_images(self.source, "train", opts.calibration_images)
         self.calibration = list(prepare(calib_encoded, pipeline.eval_transform).pixels)
         self.steps = opts.steps_per_epoch or max(1, self.source.num_train // opts.batch_size)
-        self.train = pipeline.train_dataset(self.source, opts.batch_size)
-        self.val = pipeline.eval_dataset(self.source, 128).map(lambda x, y: (x, tf.one_hot(y, classes)))
+        # (images, targets, sample weight): an unreadable file (or eval padding) weighs nothing
+        self.train = pipeline.train_dataset(self.source, opts.batch_size).map(
+            lambda x, y, status: (x, y, tf.cast(status == GOOD, tf.float32)))
+        self.val = pipeline.eval_dataset(self.source, 128).map(
+            lambda x, y, status: (x, tf.one_hot(y, classes), tf.cast(status == GOOD, tf.float32)))
         self.label_smoothing = run_cfg.label_smoothing if run_cfg and run_cfg.label_smoothing is not None else 0.1
         if opts.distill:  # targets: the float source model's probabilities on the same augmented images
             teacher = self.new_twin()  # its own variables: tfmot wrappers share layers
-            self.train = self.train.map(lambda x, y: (x, tf.nn.softmax(teacher(x, training=False))))
+            self.train = self.train.map(lambda x, y, w: (x, tf.nn.softmax(teacher(x, training=False)), w))
             self.label_smoothing = 0.0
         self.history: dict = {}
         self.info: dict = {}  # notes for the report (sparsity, BatchNorm statistics, ...)
@@ -116,7 +119,7 @@ class Job:
         the final weights, and the choice is the epoch selection's, on the same validation images.
         """
         before, weights = _keras_top1(net, self.images), net.get_weights()
-        M.recalibrate_batch_norm(net, (x for x, _ in self.train.take(self.steps)))
+        M.recalibrate_batch_norm(net, (x for x, *_ in self.train.take(self.steps)))
         if _keras_top1(net, self.images) >= before:
             return "re-estimated"
         net.set_weights(weights)
