@@ -515,10 +515,11 @@ def _checked(ds: tf.data.Dataset, source: DataSource, decode_now: bool | None = 
 
     def check(raw, label):
         data = read(raw)
-        if decode_now:  # fails here, under the guard, if the bytes do not decode
-            with tf.control_dependencies([tf.size(source.decode(data))]):
-                data = tf.identity(data)
-        return data, label, tf.constant(GOOD, tf.int8)
+        status = tf.constant(GOOD, tf.int8)
+        if decode_now:  # fails here, under the guard, if the bytes do not decode; the status uses the
+            # decoded pixels so that graph optimisation cannot prune the decode away
+            status = tf.where(tf.size(source.decode(data)) > 0, status, tf.constant(BAD, tf.int8))
+        return data, label, status
 
     def unreadable(raw, label):
         return tf.constant(b""), label, tf.constant(BAD, tf.int8)

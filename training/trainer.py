@@ -499,9 +499,9 @@ class Trainer:
         if last:
             speed = f"{images_per_sec:.0f} img/s" if images_per_sec else "- img/s"
             bad = summary["bad_files_seen"]
-            skipped = (f", {bad} unreadable training file reads and {int(last.get('val_bad_files') or 0)} "
-                       "validation files skipped (metrics.csv: train_bad_files, val_bad_files)") if bad or int(
-                last.get("val_bad_files") or 0) else ""
+            val_bad = int(last.get("val_bad_files") or 0)
+            skipped = (f", {bad} unreadable images met in training and {val_bad} in validation, left out "
+                       "(metrics.csv: train_bad_files, val_bad_files)") if bad or val_bad else ""
             self._log(f"done: {self.cfg.model} on {self.source.name}: val top-1 {last['val_top1']:.2f}% "
                       f"(best {self.state.best_top1:.2f}%), top-5 {last['val_top5']:.2f}%, train {speed}, "
                       f"{summary['images_seen']:,} images in {summary['steps']} steps{skipped}, "

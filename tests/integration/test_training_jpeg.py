@@ -54,7 +54,7 @@ def test_jpeg_folder_at_224_with_corrupt_files_resumes_exactly(photo_folder, tmp
     rows = read_metrics(tmp_path / "whole")
     assert sum(int(float(r["train_bad_files"])) for r in rows) > 0  # the broken files were met ...
     assert int(float(rows[-1]["val_bad_files"])) > 0
-    assert "unreadable training file reads" in whole.stdout  # ... and the summary says so
+    assert "unreadable images met in training and" in whole.stdout  # ... and the summary says so
     images, bad = int(float(rows[-1]["images_seen"])), int(float(rows[-1]["bad_files_seen"]))
     assert images + bad == 2 * 4 * 8  # every element of every step is an image trained on or a counted file
 
