@@ -106,7 +106,7 @@ def _cmd_predict(args) -> None:
     name = args.model or run.model or DEFAULT_PREDICT_MODEL
     if name.startswith("hf://") or Path(name).is_dir():
         return _predict_packaged(args, name)
-    _, _, net, crop, interpolation = eval_settings(name)
+    _, tag, net, crop, interpolation = eval_settings(name)
     labels = read_labels(args.labels) if args.labels else run.labels
     num_classes = args.num_classes or run.num_classes or (len(labels) if labels else 1000)
     if labels is not None:
@@ -114,7 +114,8 @@ def _cmd_predict(args) -> None:
     elif num_classes == 1000:
         labels = [name for _, name in imagenet_classes()]
     size = args.image_size or run.image_size or net.default_size
-    transform = EvalTransform(size, args.crop_pct or run.crop_pct or crop, interpolation)
+    mode = tag.crop_mode if tag and not run.model else "center"  # a trained run evaluates as it was trained
+    transform = EvalTransform(size, args.crop_pct or run.crop_pct or crop, interpolation, mode)
     weights = None if args.weights == "none" else args.weights  # random init, as `export --weights none`
     model = create_model(name, weights=weights, num_classes=num_classes, input_shape=(size, size, 3))
     _print_top(args, model, transform, labels)
@@ -132,14 +133,16 @@ def _predict_packaged(args, name: str) -> None:
     if name.startswith("hf://"):
         tag = hub.pretrained_from_config(hub.read_config(*hub.parse(name)))
         size, crop, interp, labels = tag.input_size or 224, tag.crop_pct or 0.875, tag.interpolation, None
+        mode = tag.crop_mode
     else:
         _, pre, labels = presets.read_preset(name)
         size, crop, interp = pre["image_size"][0], pre["crop_pct"], pre["interpolation"]
+        mode = pre.get("crop_mode", "center")
     size = args.image_size or size
     model = create_model(name, input_shape=(size, size, 3))
     if labels is None and model.output_shape[-1] == 1000:
         labels = [n for _, n in imagenet_classes()]
-    _print_top(args, model, EvalTransform(size, args.crop_pct or crop, interp or "bicubic"), labels)
+    _print_top(args, model, EvalTransform(size, args.crop_pct or crop, interp or "bicubic", mode), labels)
 
 
 def _print_top(args, model, transform, labels) -> None:

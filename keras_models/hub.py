@@ -159,7 +159,14 @@ def create(handle: str, *, num_classes: int | None = None, **kwargs):
 
     `num_classes` other than the checkpoint's keeps the backbone and starts a new classifier.
     """
-    from keras_models.models.factory import SPEC_OPTIONS, make_spec, same_classes, with_tag
+    from keras_models.models.factory import (
+        PRESET_BUILD_OPTIONS,
+        PRESET_CONFIG_ATTR,
+        SPEC_OPTIONS,
+        make_spec,
+        same_classes,
+        with_tag,
+    )
     from keras_models.registry import find_entry
     from keras_models.spec import build
     from keras_models.weights import load_weights
@@ -175,8 +182,13 @@ def create(handle: str, *, num_classes: int | None = None, **kwargs):
     if kwargs.pop("weights", None) not in (None, "imagenet"):
         raise HubError(f"{handle} brings its own weights: drop weights=")
     tag = pretrained_from_config(config)
-    net = with_tag(make_spec(entry, {k: kwargs.pop(k) for k in SPEC_OPTIONS if k in kwargs}), tag)
+    spec_options = {k: kwargs.pop(k) for k in SPEC_OPTIONS if k in kwargs}
+    net = with_tag(make_spec(entry, spec_options), tag)
     classes = same_classes(kwargs.pop("classes", None), num_classes if num_classes is not None else tag.num_classes)
     model = build(net, num_classes=classes, **kwargs)
     load_weights(model, str(weights_file(repo, revision)), entry=entry, net=net, source="timm")
+    known = any(t.tag == tag.tag for t in entry.tags)  # a registry tag: a preset rebuilds it by name
+    setattr(model, PRESET_CONFIG_ATTR, {"model": entry.name, "tag": tag.tag if known else None,
+                                        "num_classes": classes, "spec_options": spec_options,
+                                        "build": {k: v for k, v in kwargs.items() if k in PRESET_BUILD_OPTIONS}})
     return model

@@ -81,17 +81,26 @@ def decode_image(encoded):
     return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
 
-def center_crop(image, size: int, crop_pct: float, interpolation: str = "bilinear"):
-    """Evaluation: short side to size/crop_pct (aspect kept), then the central size x size.
+CROP_MODES = ("center", "squash")  # timm's eval crop modes
+
+
+def center_crop(image, size: int, crop_pct: float, interpolation: str = "bilinear", mode: str = "center"):
+    """Evaluation: short side to size/crop_pct (aspect kept), then the central size x size; timm's
+    "squash" resizes both sides to size/crop_pct (aspect not kept) before the same central crop.
 
     Takes one HxWx3 image or an NxHxWx3 batch, any dtype; returns float32 in [0, 255].
     """
     import tensorflow as tf
 
+    if mode not in CROP_MODES:
+        raise ValueError(f"crop mode {mode!r} is not one of {', '.join(CROP_MODES)}")
     image = tf.cast(image, tf.float32)
     shape = tf.cast(tf.shape(image)[-3:-1], tf.float32)
-    scale = (size / crop_pct) / tf.reduce_min(shape)
-    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
+    if mode == "squash":
+        new = tf.fill([2], max(size, int(size / crop_pct)))  # timm: Resize((int(size / crop_pct),) * 2)
+    else:
+        scale = (size / crop_pct) / tf.reduce_min(shape)
+        new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
     image = tf.image.resize(image, new, method=interpolation, antialias=True)
     top, left = (new[0] - size) // 2, (new[1] - size) // 2
     return tf.clip_by_value(image[..., top:top + size, left:left + size, :], 0.0, 255.0)
@@ -104,10 +113,11 @@ class EvalTransform:
     image_size: int
     crop_pct: float
     interpolation: str = "bilinear"
+    crop_mode: str = "center"
 
     def eval_image(self, image):
         """A decoded HxWx3 (or NxHxWx3) image -> float32 image_size x image_size x 3 in [0, 255]."""
-        return center_crop(image, self.image_size, self.crop_pct, self.interpolation)
+        return center_crop(image, self.image_size, self.crop_pct, self.interpolation, self.crop_mode)
 
     def load(self, path: str | Path):
         """An image file -> numpy float32 model input; `ImageError` naming the file if it is unreadable."""

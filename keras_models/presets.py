@@ -51,7 +51,7 @@ def save_preset(model: keras.Model, preset_dir: str | os.PathLike, *, labels: li
     if labels is not None and len(labels) != config["num_classes"]:
         raise ValueError(f"{len(labels)} labels for {config['num_classes']} classes")
     name = config["model"] + (f".{config['tag']}" if config.get("tag") else "")
-    _, _, net, default_crop, default_interp = eval_settings(name)
+    _, tag, net, default_crop, default_interp = eval_settings(name)
     size = model.input_shape[1] or net.default_size
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target.parent, target.name)
@@ -64,6 +64,7 @@ def save_preset(model: keras.Model, preset_dir: str | os.PathLike, *, labels: li
         _write_json(staging / PREPROCESSOR, {
             "image_size": [size, size], "crop_pct": crop_pct or default_crop,
             "interpolation": interpolation or default_interp, "input_range": [0, 255],
+            "crop_mode": tag.crop_mode if tag and crop_pct is None else "center",
             "mean": [m * 255 for m in net.mean], "std": [s * 255 for s in net.std],
         })
         _write_json(staging / METADATA, {

@@ -36,7 +36,7 @@ def hub(fixtures, tmp_path, monkeypatch):
     server.close()
 
 
-def test_hf_models_load_like_timm_through_the_cdn_redirect_and_the_cache(hub, fixtures):
+def test_hf_models_load_like_timm_through_the_cdn_redirect_and_the_cache(hub, fixtures, tmp_path):
     for handle, stem in (("hf://timm/rexnet_100.nav_in1k", "rexnet_100_timm"),
                          ("hf://timm/efficientnet_b0.ra_in1k", "efficientnet_b0_timm")):
         x, logits = load_fixture(fixtures, stem)
@@ -49,6 +49,10 @@ def test_hf_models_load_like_timm_through_the_cdn_redirect_and_the_cache(hub, fi
 
     five = km.create_model("hf://timm/rexnet_100.nav_in1k", num_classes=5, **OPTIONS)  # fine-tuning head
     assert five.output_shape == (None, 5)
+
+    x, logits = load_fixture(fixtures, "rexnet_100_timm")  # a Hub model shared on as a preset
+    preset = km.save_preset(km.create_model("hf://timm/rexnet_100.nav_in1k", **OPTIONS), tmp_path / "preset")
+    assert np.abs(km.create_model(str(preset)).predict(x, verbose=0) - logits).max() < 2e-4
 
 
 def test_a_registry_tag_comes_from_the_hub_and_a_mislabelled_repo_is_refused(hub, fixtures):

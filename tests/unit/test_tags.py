@@ -77,3 +77,19 @@ def test_the_readme_weights_table_lists_every_tag():
     for name in km.list_models(pretrained=True):
         arch, tag = name.split(".", 1)
         assert f"| `{arch}` | `{tag}`" in readme, f"{name} is missing from the README's weights table"
+
+
+def test_squash_tags_evaluate_without_keeping_the_aspect():
+    """timm's crop_mode="squash" (tf_efficientnetv2_m/l): both sides to size/crop_pct, then the centre."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_models.preprocessing import EvalTransform
+
+    image = np.random.default_rng(0).integers(0, 255, (60, 120, 3)).astype("uint8")
+    squash = EvalTransform(32, 1.0, "bilinear", "squash").eval_image(image).numpy()
+    expected = tf.image.resize(tf.cast(image, tf.float32), [32, 32], antialias=True).numpy()
+    np.testing.assert_allclose(squash, np.clip(expected, 0, 255), atol=1e-4)
+    assert not np.allclose(EvalTransform(32, 1.0, "bilinear").eval_image(image).numpy(), squash)
+    with pytest.raises(ValueError, match="crop mode 'stretch' is not one of center, squash"):
+        EvalTransform(32, 1.0, "bilinear", "stretch").eval_image(image)
