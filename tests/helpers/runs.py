@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 # Small and fast but the real model: ReXNet 1.0x at 32px, a few steps per epoch.
@@ -21,3 +25,19 @@ def latest_step(out: Path) -> int | None:
         return None
     first = index.read_text().splitlines()[0]  # model_checkpoint_path: "ckpt-N"
     return int(first.rsplit("-", 1)[1].rstrip('"'))
+
+
+def kill_at_mid_epoch_checkpoint(cmd: list[str], out: Path, steps_per_epoch: int, cwd: Path,
+                                 timeout: float = 600) -> int:
+    """Start a training command and SIGKILL it as soon as a checkpoint inside epoch 1 exists; the step."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        step = latest_step(out)
+        if step is not None and 0 < step < steps_per_epoch:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return step
+        time.sleep(0.05)
+    raise AssertionError(f"no mid-epoch checkpoint seen before the run ended: {proc.communicate()}")

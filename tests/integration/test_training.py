@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from helpers import HELPERS, ROOT, run_cli
-from helpers.runs import SMALL, latest_step, read_metrics
+from helpers.runs import SMALL, kill_at_mid_epoch_checkpoint, latest_step, read_metrics
 
 
 # --- config and CLI ----------------------------------------------------------------------
@@ -67,19 +65,8 @@ def test_train_bad_input_is_one_line(tmp_path, args, message):
 def resumed_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("train") / "run"
     cmd = [sys.executable, "-m", "keras_models", "train", *SMALL, "--image-size", "64", "--out", str(out)]
+    killed_at = kill_at_mid_epoch_checkpoint(cmd, out, 6, ROOT, timeout=300)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    killed_at = None
-    while time.time() < deadline and proc.poll() is None:
-        step = latest_step(out)
-        if step is not None and 0 < step < 6:  # a checkpoint inside epoch 1 exists: kill now
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            killed_at = step
-            break
-        time.sleep(0.05)
-    assert killed_at is not None, f"no mid-epoch checkpoint seen before the run ended: {proc.communicate()}"
     assert not (out / "metrics.csv").exists(), "the killed run should not have finished an epoch"
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from helpers import PHOTOS, ROOT, run_cli
-from helpers.runs import latest_step, read_metrics
+from helpers.runs import kill_at_mid_epoch_checkpoint, read_metrics
 from PIL import Image
 
 pytestmark = pytest.mark.integration
@@ -59,18 +57,7 @@ def test_jpeg_folder_at_224_with_corrupt_files_resumes_exactly(photo_folder, tmp
     assert images + bad == 2 * 4 * 8  # every element of every step is an image trained on or a counted file
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(photo_folder, out), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline, killed = time.time() + 600, None
-    while time.time() < deadline and proc.poll() is None:
-        step = latest_step(out)
-        if step is not None and 0 < step < 4:  # a checkpoint inside epoch 1: SIGKILL now
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            killed = step
-            break
-        time.sleep(0.05)
-    assert killed is not None, f"no mid-epoch checkpoint seen: {proc.communicate()}"
+    kill_at_mid_epoch_checkpoint(_train_cmd(photo_folder, out), out, 4, ROOT)  # SIGKILL inside epoch 1
     again = subprocess.run(_train_cmd(photo_folder, out), cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=900)
     assert again.returncode == 0, again.stderr
