@@ -67,7 +67,7 @@ def add_subcommands(sub) -> None:
                                    "repeated steps (median and 10th/90th percentiles), in columns named like timm's.")
     p.add_argument("--model", type=words, default=["rexnet_100"], help="comma list of registry names")
     p.add_argument("--bench", default="both", help="infer, train, both, or data (the training input pipeline "
-                   "alone: --data, --randaugment, --mixup, --cutmix; --compare timm,legacy)")
+                   "alone: --data, --randaugment, --mixup, --cutmix; --compare timm,legacy,garden)")
     p.add_argument("--batch-size", type=ints, default=[1, 32], help="comma list, e.g. 1,8,32,64")
     p.add_argument("--img-size", "--image-size", type=ints, default=[224], help="comma list, e.g. 128,224,320")
     p.add_argument("--precision", default="float32", help="float32, mixed_float16 or mixed_bfloat16")

@@ -3,10 +3,13 @@
 Times `training.data.Pipeline.train_dataset` on a folder or TFRecords of images (warm-up batches,
 then the median of repeats of N batches), and in the same run, on the same files and cores:
 `--compare timm` (timm's loader in a child process: PIL + torchvision, one DataLoader worker per
-core, `benchmarks/timm_loader_child.py`) and `--compare legacy` (this project's pipeline before
-per-image RandAugment and the JPEG fast path: whole-image decode, float crop, Keras' RandAugment
-per batch). Writes `data_samples_per_sec` (median, p10, p90), the per-core figure and the
-settings to a CSV and a bar chart beside it.
+core, uint8 batches as its default prefetcher mode makes them, `benchmarks/timm_loader_child.py`),
+`--compare legacy` (this project's pipeline before per-image RandAugment and the JPEG fast path:
+whole-image decode, float crop, Keras' RandAugment per batch) and `--compare garden` (TF Model
+Garden's `classification_input` training parser: header, `sample_distorted_bounding_box`,
+`decode_and_crop_jpeg`, resize, flip, normalise; timed without RandAugment). Writes
+`data_samples_per_sec` (median, p10, p90), the per-core figure and the settings to a CSV and a
+bar chart beside it.
 
 Without `--data`, a real-photo JPEG folder is made from the bundled photos (600 random crops of
 grace_hopper, chelsea and coffee, 500x375, quality 90): `python -m benchmarks.data_bench DIR`
@@ -31,7 +34,7 @@ import numpy as np
 from benchmarks.speed import cpu_name
 
 PHOTOS = Path(__file__).resolve().parents[1] / "examples" / "photos"
-COMPARE = ("timm", "legacy")
+COMPARE = ("timm", "legacy", "garden")
 TIMM_PYTHON_ENV = "KERAS_MODELS_TIMM_PYTHON"  # an interpreter with torch + timm, if not this one
 
 
@@ -59,6 +62,9 @@ class DataBenchOptions:
         unknown = [c for c in self.compare if c not in COMPARE]
         if unknown:
             raise DataBenchError(f"--compare {unknown[0]!r} is not a data peer; choose from {', '.join(COMPARE)}")
+        if "garden" in self.compare and self.randaugment:
+            raise DataBenchError("--compare garden times TF Model Garden's parser without RandAugment: "
+                                 "drop --randaugment, or compare with timm,legacy")
         if "timm" in self.compare and self.data and not self.data.startswith("folder:"):
             raise DataBenchError("--compare timm reads image folders (torchvision ImageFolder): use --data folder:DIR")
 
@@ -133,6 +139,37 @@ def legacy(source, options: DataBenchOptions):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+def garden(source, options: DataBenchOptions):
+    """TF Model Garden's training parser (official/vision/dataloaders/classification_input.py with
+    `preprocess_ops.random_crop_image_v2`): the crop window from the JPEG header, `decode_and_crop_jpeg`,
+    bilinear resize, random flip, mean/std normalisation to float32."""
+    import tensorflow as tf
+
+    ds = source.train
+    if source.read is not None:
+        ds = ds.map(lambda raw, y: (source.read(raw), y))
+    size = options.image_size
+
+    def parse(data, label):
+        shape = tf.image.extract_jpeg_shape(data)
+        begin, crop, _ = tf.image.sample_distorted_bounding_box(
+            shape, tf.zeros([1, 0, 4]), min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
+            area_range=(0.08, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
+        window = tf.stack([begin[0], begin[1], crop[0], crop[1]])
+        image = tf.image.decode_and_crop_jpeg(data, window, channels=3)
+        image = tf.image.resize(image, [size, size], method="bilinear")
+        image = tf.image.random_flip_left_right(image)
+        image = (image - IMAGENET_MEAN) / IMAGENET_STD
+        return tf.ensure_shape(image, [size, size, 3]), label
+
+    ds = ds.cache().repeat().map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(options.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
 def timm_rates(folder: str, options: DataBenchOptions) -> dict:
     python = os.environ.get(TIMM_PYTHON_ENV) or sys.executable
     job = {**{k: v for k, v in asdict(options).items() if k != "compare"}, "folder": folder,
@@ -174,6 +211,9 @@ def run(options: DataBenchOptions, progress=print) -> list[dict]:
         if "legacy" in options.compare:
             rows.append(_row("keras-models before #19", timed(legacy(source, options), options), options, label))
             progress(f"before #19: {rows[-1]['data_samples_per_sec']:.0f} img/s")
+        if "garden" in options.compare:
+            rows.append(_row("TF Model Garden parser", timed(garden(source, options), options), options, label))
+            progress(f"TF Model Garden parser: {rows[-1]['data_samples_per_sec']:.0f} img/s")
         if "timm" in options.compare:
             result = timm_rates(data.split(":", 1)[1], options)
             rows.append(_row(f"timm {result['timm']}", result["rates"], options, label,

@@ -1,9 +1,11 @@
 """Child process of `keras-models benchmark --bench data --compare timm`: times timm's training loader.
 
-torchvision's ImageFolder (PIL decode) with `timm.data.create_transform(is_training=True)` (random
-resized crop, flip, `rand-mM-mstdS` RandAugment), a DataLoader with one worker per core, and
-timm's `Mixup` on each batch when asked: what `timm/train.py` feeds a GPU. Imports torch, timm and
-numpy only (never TensorFlow), so it can run under another interpreter. Prints one JSON line.
+torchvision's ImageFolder (PIL decode) with `timm.data.create_transform(is_training=True,
+use_prefetcher=True)` (random resized crop, flip, `rand-mM-mstdS` RandAugment, uint8 out), a
+DataLoader with one worker per core collating with `fast_collate` (or `FastCollateMixup` when
+mixing): the CPU side of `timm/train.py` in its default prefetcher mode, which hands uint8 batches
+to the GPU and normalises there. Imports torch, timm and numpy only (never TensorFlow), so it can
+run under another interpreter. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ def main(job: dict) -> dict:
     try:
         import timm
         import torch
-        from timm.data import Mixup, create_transform
+        from timm.data import FastCollateMixup, create_transform
+        from timm.data.loader import fast_collate
         from torchvision.datasets import ImageFolder
     except ImportError as e:
         raise SystemExit(f"--compare timm needs PyTorch, torchvision and timm ({e.name} is missing): {INSTALL}") \
@@ -30,19 +33,19 @@ def main(job: dict) -> dict:
     magnitude, mstd = job["randaugment"], job["randaugment_mstd"]
     auto_augment = (f"rand-m{magnitude}" + (f"-mstd{mstd}" if mstd else "")) if magnitude else None
     transform = create_transform(job["image_size"], is_training=True, auto_augment=auto_augment,
-                                 interpolation="bilinear", re_prob=0.0)
+                                 interpolation="bilinear", re_prob=0.0, use_prefetcher=True)
     dataset = ImageFolder(job["folder"], transform=transform)
     workers = job["workers"]
-    loader = torch.utils.data.DataLoader(dataset, batch_size=job["batch_size"], shuffle=True, drop_last=True,
-                                         num_workers=workers, persistent_workers=workers > 0)
-    mix = None
+    collate = fast_collate
     if job["mixup"] or job["cutmix"]:
-        mix = Mixup(mixup_alpha=job["mixup"], cutmix_alpha=job["cutmix"], num_classes=len(dataset.classes))
+        collate = FastCollateMixup(mixup_alpha=job["mixup"], cutmix_alpha=job["cutmix"],
+                                   num_classes=len(dataset.classes))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=job["batch_size"], shuffle=True, drop_last=True,
+                                         num_workers=workers, persistent_workers=workers > 0, collate_fn=collate)
 
     def batches():
         while True:
-            for x, y in loader:
-                yield mix(x, y) if mix else (x, y)
+            yield from loader
 
     stream = batches()
     for _ in range(job["warmup"]):

@@ -286,6 +286,7 @@ class Trainer:
 
         def gradients(images, labels, status):
             good = tf.cast(status == data_lib.GOOD, tf.float32)  # an unreadable file weighs nothing
+            images = tf.cast(images, tf.float32)  # uint8 from the input pipeline
             with tf.GradientTape() as tape:
                 logits = tf.cast(model(images, training=True), tf.float32)
                 per_example = keras.losses.categorical_crossentropy(

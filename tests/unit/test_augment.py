@@ -50,6 +50,30 @@ def test_pixel_ops_match_pil(name, ours, pil):
     assert np.abs(got - want).max() <= 1
 
 
+@pytest.mark.parametrize("op, transform", [
+    (augment.shear_x, lambda m: [1.0, m / 10 * 0.3, 0.0, 0.0, 1.0, 0.0]),
+    (augment.shear_y, lambda m: [1.0, 0.0, 0.0, m / 10 * 0.3, 1.0, 0.0]),
+    (augment.translate_x, lambda m: [1.0, 0.0, m / 10 * 0.45 * 64, 0.0, 1.0, 0.0]),
+    (augment.translate_y, lambda m: [1.0, 0.0, 0.0, 0.0, 1.0, m / 10 * 0.45 * 48]),
+], ids=lambda v: getattr(v, "__name__", ""))
+def test_fast_geometric_ops_equal_the_projective_transform(op, transform):
+    """Shears (a crop_and_resize box per line) and translations (two shifted copies) give the pixels of
+    `ImageProjectiveTransformV3` with bilinear taps and the fill beyond the border, to rounding."""
+    x = tf.constant(PHOTO, tf.float32)
+    for m in (-10.0, -3.3, 2.7, 9.0):
+        got = augment._finish(op(x, tf.constant(abs(m)), tf.constant(float(np.sign(m))))).numpy()
+        want = augment._finish(augment._affine(x, transform(m))).numpy()
+        assert np.abs(got - want).max() <= 1 and np.mean(got != want) < 0.02, m
+
+
+def test_flip_before_the_resize_equals_flip_after():
+    image = tf.constant(np.asarray(Image.open(PHOTOS / "coffee.jpg").convert("RGB")))
+    seed = tf.constant([1, 2], tf.int64)
+    before = random_resized_crop(image, 64, (0.08, 1.0), seed, flip=lambda crop: tf.reverse(crop, [1])).numpy()
+    after = tf.reverse(random_resized_crop(image, 64, (0.08, 1.0), seed), [1]).numpy()
+    assert np.abs(before - after).max() < 1e-3
+
+
 def test_jpeg_fast_path_crops_the_same_window_as_decoding_whole():
     data = (PHOTOS / "coffee.jpg").read_bytes()
     png = io.BytesIO()

@@ -75,7 +75,7 @@ class Job:
         self.steps = opts.steps_per_epoch or max(1, self.source.num_train // opts.batch_size)
         # (images, targets, sample weight): an unreadable file (or eval padding) weighs nothing
         self.train = pipeline.train_dataset(self.source, opts.batch_size).map(
-            lambda x, y, status: (x, y, tf.cast(status == GOOD, tf.float32)))
+            lambda x, y, status: (tf.cast(x, tf.float32), y, tf.cast(status == GOOD, tf.float32)))
         self.val = pipeline.eval_dataset(self.source, 128).map(
             lambda x, y, status: (x, tf.one_hot(y, classes), tf.cast(status == GOOD, tf.float32)))
         self.label_smoothing = run_cfg.label_smoothing if run_cfg and run_cfg.label_smoothing is not None else 0.1
