@@ -44,7 +44,7 @@ def _cmd_data(args) -> None:
     options = data_bench.DataBenchOptions(
         data=args.data, image_size=args.img_size[0], batch_size=args.batch_size[-1], randaugment=args.randaugment,
         randaugment_mstd=args.randaugment_mstd, mixup=args.mixup, cutmix=args.cutmix, compare=args.compare,
-        warmup=args.warmup, batches=args.iters, repeats=args.repeats, workers=args.threads,
+        warmup=args.warmup, batches=args.iters, repeats=args.repeats, rounds=args.rounds, workers=args.threads,
         command="keras-models " + " ".join(sys.argv[1:]))
     csv_path = Path(args.results_file)
     if csv_path.suffix != ".csv":
@@ -90,6 +90,8 @@ def add_subcommands(sub) -> None:
     p.add_argument("--mixup", type=float, default=0.0, help="--bench data: MixUp alpha")
     p.add_argument("--cutmix", type=float, default=0.0, help="--bench data: CutMix alpha")
     p.add_argument("--repeats", type=positive_int, default=3, help="--bench data: timed repeats of --iters batches")
+    p.add_argument("--rounds", type=positive_int, default=1,
+                   help="--bench data: run ours and every peer this many times, interleaved (drift-fair medians)")
     p.add_argument("--results-file", default="benchmark.csv", help="CSV to write; the chart goes beside it (.png)")
     p.add_argument("--plot", help="chart path (default: the results file with .png)")
     p.set_defaults(func=_cmd_benchmark)

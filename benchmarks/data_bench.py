@@ -25,7 +25,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,6 +57,7 @@ class DataBenchOptions:
     warmup: int = 5
     batches: int = 30
     repeats: int = 3
+    rounds: int = 1  # the whole sequence of pipelines, this many times (interleaved in time)
     workers: int = 0  # timm's DataLoader workers (0: one per core)
     command: str = ""
 
@@ -192,11 +195,31 @@ def _row(impl: str, rates: list[float], options: DataBenchOptions, data: str, **
             "data_samples_per_sec_p10": round(float(np.percentile(rates, 10)), 1),
             "data_samples_per_sec_p90": round(float(np.percentile(rates, 90)), 1),
             "per_core": round(median / cores, 1), "cores": cores, "cpu": cpu_name(),
-            "repeats": options.repeats, "batches": options.batches, "command": options.command, **extra}
+            "repeats": options.repeats, "rounds": options.rounds, "batches": options.batches,
+            "command": options.command, **extra}
+
+
+def _peers(source, data: str, options: DataBenchOptions) -> list[tuple[str, Callable[[], dict]]]:
+    """(name, one timing of it: {"rates", ...extra CSV fields}) for ours and each asked peer, in order."""
+    def in_process(make):
+        return lambda: {"rates": timed(make(source, options), options)}
+
+    def timm():
+        result = timm_rates(data.split(":", 1)[1], options)
+        return {"rates": result["rates"], "impl": f"timm {result['timm']}", "workers": result["workers"],
+                "torch": result["torch"]}
+
+    peers = [("keras-models", in_process(ours))]
+    peers += [(name, in_process(make)) for key, name, make in (
+        ("legacy", "keras-models before #19", legacy), ("garden", "TF Model Garden parser", garden))
+        if key in options.compare]
+    return peers + ([("timm's loader", timm)] if "timm" in options.compare else [])
 
 
 def run(options: DataBenchOptions, progress=print) -> list[dict]:
-    """Rows for ours and each peer, on the same files (a photo folder made for the run if no --data)."""
+    """Rows for ours and each peer, on the same files (a photo folder made for the run if no --data).
+    With `rounds` > 1 the whole sequence runs again, so every pipeline is timed across the machine's
+    drifts (a shared vCPU's speed moves by 10-20% within minutes) and the medians compare fairly."""
     from training.data import load
 
     options.check()
@@ -205,21 +228,18 @@ def run(options: DataBenchOptions, progress=print) -> list[dict]:
         source = load(data, val_split=0.05)
         label = options.data or "bundled photos (600 JPEGs, 500x375)"
         progress(f"{source.num_train} training images from {label}, {options.image_size} px, batch "
-                 f"{options.batch_size}")
-        rows = [_row("keras-models", timed(ours(source, options), options), options, label)]
-        progress(f"keras-models: {rows[-1]['data_samples_per_sec']:.0f} img/s")
-        if "legacy" in options.compare:
-            rows.append(_row("keras-models before #19", timed(legacy(source, options), options), options, label))
-            progress(f"before #19: {rows[-1]['data_samples_per_sec']:.0f} img/s")
-        if "garden" in options.compare:
-            rows.append(_row("TF Model Garden parser", timed(garden(source, options), options), options, label))
-            progress(f"TF Model Garden parser: {rows[-1]['data_samples_per_sec']:.0f} img/s")
-        if "timm" in options.compare:
-            result = timm_rates(data.split(":", 1)[1], options)
-            rows.append(_row(f"timm {result['timm']}", result["rates"], options, label,
-                             workers=result["workers"], torch=result["torch"]))
-            progress(f"timm's loader: {rows[-1]['data_samples_per_sec']:.0f} img/s ({result['workers']} workers)")
-    return rows
+                 f"{options.batch_size}, {options.rounds} round(s)")
+        peers = _peers(source, data, options)
+        results: dict[str, dict] = {name: {"rates": []} for name, _ in peers}
+        for round_ in range(options.rounds):
+            for name, time_it in peers:
+                result = time_it()
+                results[name]["rates"] += result.pop("rates")
+                results[name].update(result)
+                progress(f"round {round_ + 1}: {name}: {statistics.median(results[name]['rates']):.0f} img/s"
+                         + (f" ({result['workers']} workers)" if "workers" in result else ""))
+        return [_row(extra.pop("impl", name), extra.pop("rates"), options, label, **extra)
+                for name, extra in results.items()]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -244,7 +264,7 @@ def plot(rows: list[dict], path: Path, title: str = "") -> Path:
 
     ours_rate = rows[0]["data_samples_per_sec"]
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    names = [r["impl"] for r in rows]
+    names = [textwrap.fill(r["impl"], 16) for r in rows]
     medians = [r["data_samples_per_sec"] for r in rows]
     errors = [[m - r["data_samples_per_sec_p10"] for m, r in zip(medians, rows)],
               [r["data_samples_per_sec_p90"] - m for m, r in zip(medians, rows)]]
@@ -252,8 +272,9 @@ def plot(rows: list[dict], path: Path, title: str = "") -> Path:
     for bar, r in zip(bars, rows):
         ax.annotate(f"{r['data_samples_per_sec']:.0f} img/s\n{r['per_core']:.0f}/core, ours "
                     f"{ours_rate / r['data_samples_per_sec']:.2f}x", (bar.get_x() + bar.get_width() / 2,
-                    bar.get_height()), ha="center", va="bottom", fontsize=8)
+                    r["data_samples_per_sec_p90"]), ha="center", va="bottom", fontsize=8)  # above the whisker
     r0 = rows[0]
+    ax.set_ylim(0, 1.2 * max(r["data_samples_per_sec_p90"] for r in rows))  # room for the labels
     ax.set_ylabel("training images / s (input pipeline alone)")
     ax.set_title(f"{r0['image_size']} px, batch {r0['batch_size']}, RandAugment {r0['randaugment'] or 'off'}, "
                  f"{r0['cores']} cores ({r0['cpu']})", fontsize=9)
