@@ -72,8 +72,12 @@ class DataBenchOptions:
             raise DataBenchError("--compare timm reads image folders (torchvision ImageFolder): use --data folder:DIR")
 
 
-def make_folder(root: Path, n: int = 600) -> Path:
-    """`n` real-photo JPEGs in two class folders: random crops and flips of the bundled photos."""
+PHOTO_SIZE = (500, 375)
+
+
+def make_folder(root: Path, n: int = 600, size: tuple[int, int] = PHOTO_SIZE) -> Path:
+    """`n` real-photo JPEGs of `size` in two class folders: random crops and flips of the bundled photos
+    (upscaled for sizes beyond theirs, a stand-in for phone photos)."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -84,7 +88,7 @@ def make_folder(root: Path, n: int = 600) -> Path:
         scale = rng.uniform(0.6, 1.0)
         cw, ch = int(w * scale), int(h * scale)
         x, y = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
-        image = photo.crop((x, y, x + cw, y + ch)).resize((500, 375))
+        image = photo.crop((x, y, x + cw, y + ch)).resize(size)
         if rng.random() < 0.5:
             image = image.transpose(Image.FLIP_LEFT_RIGHT)
         folder = root / f"class{i % 2}"
@@ -287,6 +291,8 @@ def plot(rows: list[dict], path: Path, title: str = "") -> Path:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m benchmarks.data_bench DIR   (writes the bundled-photo JPEG folder)")
-    print(f"wrote {make_folder(Path(sys.argv[1]))}")
+    if len(sys.argv) not in (2, 3):
+        raise SystemExit("usage: python -m benchmarks.data_bench DIR [WxH]   (writes the bundled-photo JPEG folder, "
+                         f"{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} unless WxH)")
+    width, _, height = (sys.argv[2] if len(sys.argv) == 3 else "x".join(map(str, PHOTO_SIZE))).partition("x")
+    print(f"wrote {make_folder(Path(sys.argv[1]), size=(int(width), int(height)))}")
