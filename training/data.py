@@ -321,8 +321,8 @@ def _resize(crop: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def to_uint8(image: tf.Tensor) -> tf.Tensor:
-    """Round pixels to uint8, as PIL's resize does in timm's loader. Only for pixels already in [0, 255]:
-    bilinear resizes and mixes of uint8 images (convex combinations) and RandAugment's output."""
+    """Round pixels to uint8, as timm's `FastCollateMixup` does. Only for pixels already in [0, 255],
+    such as mixes of uint8 images (convex combinations)."""
     return tf.cast(tf.round(image), tf.uint8)
 
 
