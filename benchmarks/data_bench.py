@@ -119,6 +119,15 @@ def ours(source, options: DataBenchOptions):
     return pipeline.train_dataset(source, options.batch_size)
 
 
+def _cached_bytes(source):
+    """The training split as (encoded bytes, label), read once, cached in memory, repeated: the peers'
+    common start (ours reads and caches inside `train_dataset`)."""
+    ds = source.train
+    if source.read is not None:
+        ds = ds.map(lambda raw, y: (source.read(raw), y))
+    return ds.cache().repeat()
+
+
 def legacy(source, options: DataBenchOptions):
     """The pipeline before #19: decode whole, cast to float, crop; Keras' RandAugment on whole batches."""
     import keras
@@ -126,10 +135,7 @@ def legacy(source, options: DataBenchOptions):
 
     from training.data import random_resized_crop
 
-    ds = source.train
-    if source.read is not None:
-        ds = ds.map(lambda raw, y: (source.read(raw), y))
-    ds = ds.cache().repeat().enumerate()
+    ds = _cached_bytes(source).enumerate()
     size = options.image_size
 
     def augment(index, raw, label):
@@ -156,9 +162,6 @@ def garden(source, options: DataBenchOptions):
     bilinear resize, random flip, mean/std normalisation to float32."""
     import tensorflow as tf
 
-    ds = source.train
-    if source.read is not None:
-        ds = ds.map(lambda raw, y: (source.read(raw), y))
     size = options.image_size
 
     def parse(data, label):
@@ -173,7 +176,7 @@ def garden(source, options: DataBenchOptions):
         image = (image - IMAGENET_MEAN) / IMAGENET_STD
         return tf.ensure_shape(image, [size, size, 3]), label
 
-    ds = ds.cache().repeat().map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = _cached_bytes(source).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(options.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 

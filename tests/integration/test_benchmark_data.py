@@ -40,6 +40,12 @@ def test_data_bench_peers_fail_in_one_line(photos, tmp_path):
     assert wrong.returncode == 2 and wrong.stderr.strip().splitlines() == [
         "keras-models: error: --compare timm reads image folders (torchvision ImageFolder): use --data folder:DIR"]
     assert not (tmp_path / "r.csv").exists()
+    garden = run_cli("benchmark", "--bench", "data", "--data", f"folder:{photos}", "--randaugment", "9",
+                     "--compare", "garden", "--results-file", str(tmp_path / "r.csv"))
+    assert garden.returncode == 2 and garden.stderr.strip().splitlines() == [
+        "keras-models: error: --compare garden times TF Model Garden's parser without RandAugment: "
+        "drop --randaugment, or compare with timm,legacy"]
+    assert not (tmp_path / "r.csv").exists()
     if importlib.util.find_spec("timm") is None and not os.environ.get(TIMM_PYTHON_ENV):
         missing = run_cli("benchmark", "--bench", "data", "--data", f"folder:{photos}", *QUICK, "--compare", "timm",
                           "--results-file", str(tmp_path / "r.csv"))
