@@ -25,8 +25,9 @@ for name in sys.argv[1:]:
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     ref = np.asarray(model(x, training=False))
     twin_diff = float(np.abs(twin(x, training=False).numpy() - ref).max())
-    default_err = float(np.abs(M.apply_qat(twin)(x, training=False).numpy() - ref).max())  # tfmot's [-6, 6]
-    qat = M.apply_qat(twin, calibration=[x])
+    qat = M.apply_qat(twin)  # tfmot's [-6, 6] ranges (inference mode leaves them), then calibrated
+    default_err = float(np.abs(qat(x, training=False).numpy() - ref).max())
+    M.calibrate_ranges(qat, [x])
     qat_out = qat(x, training=False).numpy()
     bounds = {v.name[:-len("_min:0")]: v.numpy() for v in qat.weights if v.name.endswith("_min:0")}
     ranges = {name: (low, next(v.numpy() for v in qat.weights if v.name == f"{name}_max:0"))
