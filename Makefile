@@ -35,9 +35,12 @@ lint: venv
 check: venv lint
 	$(BIN)/python -m pytest -m unit
 
-# Everything: both tiers (README and CI).
+# Everything: both tiers (README and CI), in TEST_WORKERS processes, a test file each at a time
+# (its module fixtures built once). Most of the suite runs on one thread (model building, tracing,
+# TFLite conversion, child processes), so two workers on 2 cores take ~0.55x the serial time.
+TEST_WORKERS ?= 2
 test: venv lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Speed against the peers (keras.applications in-process, timm/PyTorch in a child), results and
 # charts into benchmarks/results/. Installs PyTorch + timm (requirements-bench.txt) first.
