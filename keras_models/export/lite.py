@@ -150,8 +150,9 @@ def builtin_ops(flatbuffer: bytes) -> list[str]:
 def tflite(model: keras.Model, path: str | Path, quantization: str = "float32", *,
            labels: list[str] | None = None, calibration: Iterable[np.ndarray] | None = None,
            name: str | None = None, version: str = "1", batch_size: int = 1,
-           saved_model_dir: str | None = None) -> Path:
-    """Write a `.tflite` with labels and normalisation metadata; returns its path.
+           saved_model_dir: str | None = None, flatbuffer: bytes | None = None) -> Path:
+    """Write a `.tflite` with labels and normalisation metadata; returns its path. `flatbuffer`: the
+    model already converted (`convert`), to write with the metadata instead of converting again.
 
     The model takes RGB pixels 0-255 (uint8 for int8, float32 otherwise) and normalises in-graph,
     so the metadata tells the app to feed raw pixels (mean 0, std 1).
@@ -163,8 +164,9 @@ def tflite(model: keras.Model, path: str | Path, quantization: str = "float32", 
     labels = list(labels) if labels is not None else [str(i) for i in range(classes)]
     if len(labels) != classes:
         raise ExportError(f"{len(labels)} labels for a model with {classes} outputs")
-    flatbuffer = convert(model, quantization, calibration=calibration, batch_size=batch_size,
-                         saved_model_dir=saved_model_dir)
+    if flatbuffer is None:
+        flatbuffer = convert(model, quantization, calibration=calibration, batch_size=batch_size,
+                             saved_model_dir=saved_model_dir)
     meta = ClassifierMetadata(
         name=name or model.name, version=version, image_size=image_size_of(model),
         description=f"{name or model.name} image classifier ({quantization}); input RGB 0-255, "
