@@ -120,32 +120,35 @@ def ours(source, options: DataBenchOptions):
 
 
 def _cached_bytes(source):
-    """The training split as (encoded bytes, label), read once, cached in memory, repeated: the peers'
-    common start (ours reads and caches inside `train_dataset`)."""
+    """The training split as (encoded bytes, label), read once, cached in memory, shuffled each epoch,
+    repeated: the peers' common start, as `train_dataset` starts (and as it did before #19)."""
     ds = source.train
     if source.read is not None:
         ds = ds.map(lambda raw, y: (source.read(raw), y))
-    return ds.cache().repeat()
+    return ds.cache().shuffle(min(source.num_train, 10_000), seed=0, reshuffle_each_iteration=True).repeat()
 
 
 def legacy(source, options: DataBenchOptions):
-    """The pipeline before #19: decode whole, cast to float, crop; Keras' RandAugment on whole batches."""
+    """The pipeline before #19, as `Pipeline.train_dataset` was where the issue measured it (5cf1955):
+    read, cache, shuffle, decode whole, cast to float, crop, resize, flip, clip, one-hot,
+    `ignore_errors`, float32 batches; Keras' RandAugment on whole batches."""
     import keras
     import tensorflow as tf
 
     from training.data import random_resized_crop
 
-    ds = _cached_bytes(source).enumerate()
-    size = options.image_size
+    ds = _cached_bytes(source)
+    size, num_classes = options.image_size, source.num_classes
 
     def augment(index, raw, label):
         seed = tf.stack([tf.constant(0, tf.int64), index])
         image = random_resized_crop(tf.cast(source.decode(raw), tf.float32), size, (0.08, 1.0), seed)
         image = tf.image.stateless_random_flip_left_right(image, seed + 1)
-        return tf.ensure_shape(image, [size, size, 3]), label
+        image = tf.ensure_shape(image, [size, size, 3])
+        return tf.clip_by_value(image, 0.0, 255.0), tf.one_hot(label, num_classes)
 
-    ds = ds.map(lambda i, xy: augment(i, *xy), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(options.batch_size, drop_remainder=True)
+    ds = ds.enumerate().map(lambda i, xy: augment(i, *xy), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.ignore_errors().batch(options.batch_size, drop_remainder=True)
     if options.randaugment:
         ra = keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=options.randaugment / 10, seed=0)
         ds = ds.map(lambda x, y: (ra(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
