@@ -148,10 +148,10 @@ class Job:
         return [_measure(f"{method} (float32)", path, self.images, note),
                 _measure(f"{method} + int8 post-training", int8, self.images, note)]
 
-    def qat_rows(self, staging: Path, epochs: Int8Epochs, path: Path, note: str) -> list[Result]:
+    def qat_rows(self, staging: Path, path: Path, note: str) -> list[Result]:
         """The best QAT epoch through its own ranges: its qat_saved_model/ (which `export` converts
         from too) and its int8 flatbuffer, converted once when the epoch was scored."""
-        flatbuffer = epochs.publish(staging / QAT_SAVED_MODEL)
+        flatbuffer = self.int8_epochs.publish(staging / QAT_SAVED_MODEL)
         lite.tflite(self.model, path, "int8", labels=self.labels, name=self.settings.model, flatbuffer=flatbuffer)
         return [_measure(f"{self.opts.method} (int8)", path, self.images, note)]
 
@@ -280,7 +280,7 @@ def run(opts: OptimizeOptions) -> dict:
         tag = opts.method.replace("+", "_")
         path = staging / f"{job.settings.model}_{tag}.tflite"
         note = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in job.info.items())
-        rows += (job.qat_rows(staging, job.int8_epochs, path, note) if method.quantized
+        rows += (job.qat_rows(staging, path, note) if method.quantized
                  else job.float_rows(staging, path, tag, note))
         _write_run_files(staging, opts, job.settings, job.labels)
         result = _result(job, rows, keras_top1, time.perf_counter() - started)
