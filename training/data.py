@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_models.preprocessing import IMAGE_FORMATS, EvalTransform, ImageError, check_pixels, decode_image
+from keras_models.preprocessing import IMAGE_FORMATS, EvalTransform, ImageError, check_pixels, decode_image, header_size
 from training.augment import rand_augment
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -44,6 +44,7 @@ class DataSource:
     defaults: dict = field(default_factory=dict)  # image_size, crop_pct, crop_scale, hflip
     skipped: int = 0  # unreadable files left out
     cache: bool = True
+    short_side: int | None = None  # the largest short side among the training images, if their headers tell
 
     @property
     def encoded(self) -> bool:
@@ -108,27 +109,40 @@ def _digits(val_split: float, seed: int) -> DataSource:
 HEADER_BYTES = 1 << 16  # enough for a JPEG's size marker behind its EXIF block
 
 
-def _image_problem(path: Path) -> str | None:
-    """Why a file is no usable training image (not an image, or over the pixel limit), or None."""
+def _image_header(path: Path) -> tuple[str | None, int | None]:
+    """(why the file is no usable training image (not an image, or over the pixel limit) or None,
+    its short side if the header tells)."""
     try:
         with open(path, "rb") as f:
             head = f.read(HEADER_BYTES)
     except OSError as e:
-        return f"unreadable ({e.strerror})"
+        return f"unreadable ({e.strerror})", None
     if path.suffix.lower() not in IMAGE_EXTENSIONS or not head.startswith(_MAGIC):
-        return f"not a {IMAGE_FORMATS} image"
+        return f"not a {IMAGE_FORMATS} image", None
     try:
         check_pixels(head, "it")
     except ImageError as e:
-        return str(e)
-    return None
+        return str(e), None
+    size = header_size(head)
+    return None, min(size) if size else None
 
 
-def _scan_classes(root: Path, class_names: list[str] | None = None) -> tuple[list[str], list[str], list[int], int]:
-    """Class-per-subfolder listing: (class_names, files, labels, skipped). Warns once per bad file."""
+@dataclass
+class _Listing:
+    """A class-per-subfolder scan: usable files with their labels, and what was left out."""
+
+    class_names: list[str]
+    files: list[str]
+    labels: list[int]
+    skipped: int
+    short_side: int | None  # the largest short side; None if some header did not tell
+
+
+def _scan_classes(root: Path, class_names: list[str] | None = None) -> _Listing:
+    """Lists `root/<class>/**` images. Warns once per bad file."""
     if class_names is None:
         class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files, labels, skipped = [], [], 0
+    files, labels, skipped, sides = [], [], 0, []
     for label, name in enumerate(class_names):
         folder = root / name
         if not folder.is_dir():
@@ -137,16 +151,18 @@ def _scan_classes(root: Path, class_names: list[str] | None = None) -> tuple[lis
         for path in sorted(folder.rglob("*")):
             if not path.is_file() or path.name.startswith("."):
                 continue
-            problem = _image_problem(path)
+            problem, side = _image_header(path)
             if problem is not None:
                 print(f"warning: skipping {path}: {problem}", file=sys.stderr)
                 skipped += 1
                 continue
             files.append(str(path))
             labels.append(label)
+            sides.append(side)
         if len(files) == before:
             raise DataError(f"class folder {folder} holds no images: add some or remove the folder")
-    return class_names, files, labels, skipped
+    short_side = None if None in sides or not sides else max(sides)
+    return _Listing(class_names, files, labels, skipped, short_side)
 
 
 def _folder(root: Path, val_split: float, seed: int) -> DataSource:
@@ -155,16 +171,19 @@ def _folder(root: Path, val_split: float, seed: int) -> DataSource:
         raise DataError(f"folder {root} does not exist")
     val_root = next((root / v for v in ("val", "validation") if (root / v).is_dir()), None)
     if (root / "train").is_dir() and val_root is not None:
-        class_names, tr_files, tr_labels, skipped = _scan_classes(root / "train")
-        _, va_files, va_labels, skipped_val = _scan_classes(val_root, class_names)
-        skipped += skipped_val
+        listing = _scan_classes(root / "train")
+        val_listing = _scan_classes(val_root, listing.class_names)
+        tr_files, tr_labels, va_files, va_labels = listing.files, listing.labels, val_listing.files, val_listing.labels
+        skipped = listing.skipped + val_listing.skipped
     else:
-        class_names, files, labels, skipped = _scan_classes(root)
-        tr_files = va_files = []
-        if files:
+        listing = _scan_classes(root)
+        skipped, tr_files, va_files = listing.skipped, [], []
+        if listing.files:
+            files, labels = listing.files, listing.labels
             tr, va = stratified_split(np.asarray(labels), val_split, seed)
             tr_files, tr_labels = [files[i] for i in tr], [labels[i] for i in tr]
             va_files, va_labels = [files[i] for i in va], [labels[i] for i in va]
+    class_names = listing.class_names
     if len(class_names) < 2 or not tr_files or not va_files:
         raise DataError(f"{root} needs at least two class subfolders of images (root/<class>/*.jpg, "
                         f"or root/train/<class> with root/val/<class>)")
@@ -178,7 +197,7 @@ def _folder(root: Path, val_split: float, seed: int) -> DataSource:
         name=f"folder:{root}", class_names=class_names,
         train=files_ds(tr_files, tr_labels), val=files_ds(va_files, va_labels),
         num_train=len(tr_files), num_val=len(va_files), read=tf.io.read_file, decode=decode_image, skipped=skipped,
-        cache=len(tr_files) <= CACHE_LIMIT,
+        cache=len(tr_files) <= CACHE_LIMIT, short_side=listing.short_side,
     )
 
 
@@ -339,16 +358,23 @@ def random_resized_crop(image: tf.Tensor, size: int, scale: tuple[float, float],
 JPEG_SCALES = (1, 2, 4, 8)  # the DCT scalings libjpeg decodes at (1/r of each side)
 
 
-def decode_jpeg_window(data: tf.Tensor, begin: tf.Tensor, crop_size: tf.Tensor, size: int) -> tf.Tensor:
-    """The window `begin`/`crop_size` of a JPEG, decoded alone, at the coarsest DCT scaling 1/r that
-    leaves it at least twice `size` on each side: a phone photo's 3000-px window decodes at 1/4 for
-    224 px, skipping most of the inverse DCT and colour conversion. Averaging r x r blocks first, the
-    result is on average nearer the antialiased resize PIL gives timm's loader than bilinear taps of
-    the full resolution are (tested; scaling down to under twice the output was not). The window
-    moves by under r/2 source pixels, a fraction of one output pixel."""
-    fits = [tf.reduce_min(crop_size[:2]) >= 2 * r * size for r in JPEG_SCALES[1:]]
-    index = tf.reduce_sum(tf.cast(tf.stack(fits), tf.int32))  # scalings only grow coarser
+def jpeg_scales(short_side: int | None, size: int) -> tuple[int, ...]:
+    """The scalings `decode_jpeg_window` can pick for images whose short sides are at most
+    `short_side` (None: unknown, all of them): a source of small photos needs no choice, and
+    choosing costs ~4% of the input rate (a `switch_case` per image)."""
+    if short_side is None:
+        return JPEG_SCALES
+    return tuple(r for r in JPEG_SCALES if r == 1 or short_side >= 2 * r * size)
 
+
+def decode_jpeg_window(data: tf.Tensor, begin: tf.Tensor, crop_size: tf.Tensor, size: int,
+                       scales: tuple[int, ...] = JPEG_SCALES) -> tf.Tensor:
+    """The window `begin`/`crop_size` of a JPEG, decoded alone, at the coarsest DCT scaling 1/r of
+    `scales` that leaves it at least twice `size` on each side: a phone photo's 3000-px window decodes
+    at 1/4 for 224 px, skipping most of the inverse DCT and colour conversion. Averaging r x r blocks
+    first, the result is on average nearer the antialiased resize PIL gives timm's loader than
+    bilinear taps of the full resolution are (tested; scaling down to under twice the output was
+    not). The window moves by under r/2 source pixels, a fraction of one output pixel."""
     def at(r: int):
         def decode():
             top, left = begin[0] // r, begin[1] // r  # the window in the 1/r image's pixels
@@ -357,18 +383,22 @@ def decode_jpeg_window(data: tf.Tensor, begin: tf.Tensor, crop_size: tf.Tensor, 
             return tf.image.decode_and_crop_jpeg(data, window, channels=3, ratio=r)
         return decode
 
-    return tf.switch_case(index, [at(r) for r in JPEG_SCALES])
+    if len(scales) == 1:
+        return at(scales[0])()
+    fits = [tf.reduce_min(crop_size[:2]) >= 2 * r * size for r in scales[1:]]
+    index = tf.reduce_sum(tf.cast(tf.stack(fits), tf.int32))  # scalings only grow coarser
+    return tf.switch_case(index, [at(r) for r in scales])
 
 
 def random_resized_crop_encoded(data: tf.Tensor, size: int, scale: tuple[float, float], seed: tf.Tensor,
-                                flip: Callable | None = None) -> tf.Tensor:
+                                flip: Callable | None = None, scales: tuple[int, ...] = JPEG_SCALES) -> tf.Tensor:
     """The same crop (same window for the same seed) of an encoded image: a JPEG decodes only the
-    window (`decode_jpeg_window`, from its header's size), other formats decode whole, then crop.
-    The uint8 crop is resized; nothing outside it is converted to float."""
+    window (`decode_jpeg_window` at one of `scales`, from its header's size), other formats decode
+    whole, then crop. The uint8 crop is resized; nothing outside it is converted to float."""
     def jpeg():
         shape = tf.image.extract_jpeg_shape(data)
         begin, crop_size = crop_window(shape, scale, seed)
-        return decode_jpeg_window(data, begin, crop_size, size)
+        return decode_jpeg_window(data, begin, crop_size, size, scales)
 
     def other():
         image = decode_image(data)
@@ -455,26 +485,28 @@ class Pipeline:
         if source.cache:
             ds = ds.cache()
         ds = ds.shuffle(min(source.num_train, 10_000), seed=self.seed, reshuffle_each_iteration=True).repeat()
-        ds = ds.skip(skip_elements).enumerate(start=skip_elements).map(lambda i, xys: (i, *xys))
-        num_classes, decode, encoded, size = source.num_classes, source.decode, source.encoded, self.image_size
+        ds = ds.skip(skip_elements).enumerate(start=skip_elements)  # (index, (raw, label, status))
+        decode, encoded, size = source.decode, source.encoded, self.image_size
+        scales = jpeg_scales(source.short_side, size)
 
-        def augment(index, raw, label, status=None):
+        def augment(index, element):
+            raw, label, _ = element
             seed = tf.stack([tf.cast(self.seed, tf.int64), index])
             flip = (lambda crop: tf.image.stateless_random_flip_left_right(crop, seed + 1)) if self.hflip else None
             if encoded:  # JPEG fast path: only the crop window is decoded
-                image = random_resized_crop_encoded(raw, size, self.crop_scale, seed, flip)
+                image = random_resized_crop_encoded(raw, size, self.crop_scale, seed, flip, scales)
             else:
                 image = random_resized_crop(decode(raw), size, self.crop_scale, seed, flip)
             image = tf.ensure_shape(tf.round(image), [size, size, 3])  # tf.slice forgot the shape
             if self.randaugment:
                 image = rand_augment(image, seed + 2, self.randaugment, self.randaugment_mstd)
-            return tf.cast(image, tf.uint8), tf.one_hot(label, num_classes), tf.constant(GOOD, tf.int8)
+            return tf.cast(image, tf.uint8), label, tf.constant(GOOD, tf.int8)
 
-        def blank(index, raw, label, status=None):
-            return tf.zeros([size, size, 3], tf.uint8), tf.one_hot(label, num_classes), tf.constant(BAD, tf.int8)
+        def blank(index, element):
+            return tf.zeros([size, size, 3], tf.uint8), element[1], tf.constant(BAD, tf.int8)
 
-        def known(index, raw, label, status):  # validity decided when the bytes were cached
-            return tf.cond(status == GOOD, lambda: augment(index, raw, label), lambda: blank(index, raw, label))
+        def known(index, element):  # validity decided when the bytes were cached
+            return tf.cond(element[2] == GOOD, lambda: augment(index, element), lambda: blank(index, element))
 
         if not _can_fail(source):
             ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
@@ -482,12 +514,18 @@ class Pipeline:
             ds = ds.map(known, num_parallel_calls=tf.data.AUTOTUNE)
         else:  # read from disk every epoch: each decode guarded
             ds = guarded_map(ds, augment, blank)
-        ds = ds.batch(batch_size, drop_remainder=True)
-        if self.mixup > 0 or self.cutmix > 0:
-            ds = ds.enumerate().map(
-                lambda i, b: mix_batch(*b, self.mixup, self.cutmix, tf.stack([tf.cast(self.seed, tf.int64), i])),
-                num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return self._finish(ds.batch(batch_size, drop_remainder=True), source.num_classes).prefetch(tf.data.AUTOTUNE)
+
+    def _finish(self, batches: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
+        """One-hot labels, a batch at a time (one op per batch, not one per image), then MixUp/CutMix."""
+        def one_hot(images, labels, status):
+            return images, tf.one_hot(labels, num_classes), status
+
+        if self.mixup <= 0 and self.cutmix <= 0:
+            return batches.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
+        return batches.enumerate().map(
+            lambda i, b: mix_batch(*one_hot(*b), self.mixup, self.cutmix, tf.stack([tf.cast(self.seed, tf.int64), i])),
+            num_parallel_calls=tf.data.AUTOTUNE)
 
     def eval_dataset(self, source: DataSource, batch_size: int, *, input_context=None,
                      replicas_per_pipeline: int = 1) -> tf.data.Dataset:
