@@ -45,6 +45,7 @@ class DataSource:
     skipped: int = 0  # unreadable files left out
     cache: bool = True
     short_side: int | None = None  # the largest short side among the training images, if their headers tell
+    jpeg_only: bool = False  # every training file is a JPEG (by its header): no format test per image
 
     @property
     def encoded(self) -> bool:
@@ -109,22 +110,21 @@ def _digits(val_split: float, seed: int) -> DataSource:
 HEADER_BYTES = 1 << 16  # enough for a JPEG's size marker behind its EXIF block
 
 
-def _image_header(path: Path) -> tuple[str | None, int | None]:
+def _image_header(path: Path) -> tuple[str | None, bytes]:
     """(why the file is no usable training image (not an image, or over the pixel limit) or None,
-    its short side if the header tells)."""
+    the first HEADER_BYTES of it)."""
     try:
         with open(path, "rb") as f:
             head = f.read(HEADER_BYTES)
     except OSError as e:
-        return f"unreadable ({e.strerror})", None
+        return f"unreadable ({e.strerror})", b""
     if path.suffix.lower() not in IMAGE_EXTENSIONS or not head.startswith(_MAGIC):
-        return f"not a {IMAGE_FORMATS} image", None
+        return f"not a {IMAGE_FORMATS} image", head
     try:
         check_pixels(head, "it")
     except ImageError as e:
-        return str(e), None
-    size = header_size(head)
-    return None, min(size) if size else None
+        return str(e), head
+    return None, head
 
 
 @dataclass
@@ -136,13 +136,14 @@ class _Listing:
     labels: list[int]
     skipped: int
     short_side: int | None  # the largest short side; None if some header did not tell
+    jpeg_only: bool
 
 
 def _scan_classes(root: Path, class_names: list[str] | None = None) -> _Listing:
     """Lists `root/<class>/**` images. Warns once per bad file."""
     if class_names is None:
         class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files, labels, skipped, sides = [], [], 0, []
+    files, labels, skipped, sizes, jpeg_only = [], [], 0, [], True
     for label, name in enumerate(class_names):
         folder = root / name
         if not folder.is_dir():
@@ -151,18 +152,19 @@ def _scan_classes(root: Path, class_names: list[str] | None = None) -> _Listing:
         for path in sorted(folder.rglob("*")):
             if not path.is_file() or path.name.startswith("."):
                 continue
-            problem, side = _image_header(path)
+            problem, head = _image_header(path)
             if problem is not None:
                 print(f"warning: skipping {path}: {problem}", file=sys.stderr)
                 skipped += 1
                 continue
             files.append(str(path))
             labels.append(label)
-            sides.append(side)
+            sizes.append(header_size(head))
+            jpeg_only = jpeg_only and head.startswith(_MAGIC[0])
         if len(files) == before:
             raise DataError(f"class folder {folder} holds no images: add some or remove the folder")
-    short_side = None if None in sides or not sides else max(sides)
-    return _Listing(class_names, files, labels, skipped, short_side)
+    short_side = None if None in sizes or not sizes else max(min(size) for size in sizes)
+    return _Listing(class_names, files, labels, skipped, short_side, jpeg_only)
 
 
 def _folder(root: Path, val_split: float, seed: int) -> DataSource:
@@ -197,7 +199,7 @@ def _folder(root: Path, val_split: float, seed: int) -> DataSource:
         name=f"folder:{root}", class_names=class_names,
         train=files_ds(tr_files, tr_labels), val=files_ds(va_files, va_labels),
         num_train=len(tr_files), num_val=len(va_files), read=tf.io.read_file, decode=decode_image, skipped=skipped,
-        cache=len(tr_files) <= CACHE_LIMIT, short_side=listing.short_side,
+        cache=len(tr_files) <= CACHE_LIMIT, short_side=listing.short_side, jpeg_only=listing.jpeg_only,
     )
 
 
@@ -377,6 +379,8 @@ def decode_jpeg_window(data: tf.Tensor, begin: tf.Tensor, crop_size: tf.Tensor, 
     not). The window moves by under r/2 source pixels, a fraction of one output pixel."""
     def at(r: int):
         def decode():
+            if r == 1:
+                return tf.image.decode_and_crop_jpeg(data, tf.concat([begin[:2], crop_size[:2]], 0), channels=3)
             top, left = begin[0] // r, begin[1] // r  # the window in the 1/r image's pixels
             bottom, right = -(-(begin[0] + crop_size[0]) // r), -(-(begin[1] + crop_size[1]) // r)
             window = tf.stack([top, left, bottom - top, right - left])
@@ -391,10 +395,12 @@ def decode_jpeg_window(data: tf.Tensor, begin: tf.Tensor, crop_size: tf.Tensor, 
 
 
 def random_resized_crop_encoded(data: tf.Tensor, size: int, scale: tuple[float, float], seed: tf.Tensor,
-                                flip: Callable | None = None, scales: tuple[int, ...] = JPEG_SCALES) -> tf.Tensor:
+                                flip: Callable | None = None, scales: tuple[int, ...] = JPEG_SCALES,
+                                jpeg_only: bool = False) -> tf.Tensor:
     """The same crop (same window for the same seed) of an encoded image: a JPEG decodes only the
     window (`decode_jpeg_window` at one of `scales`, from its header's size), other formats decode
-    whole, then crop. The uint8 crop is resized; nothing outside it is converted to float."""
+    whole, then crop; `jpeg_only` skips the format test. The uint8 crop is resized; nothing outside
+    it is converted to float."""
     def jpeg():
         shape = tf.image.extract_jpeg_shape(data)
         begin, crop_size = crop_window(shape, scale, seed)
@@ -405,7 +411,7 @@ def random_resized_crop_encoded(data: tf.Tensor, size: int, scale: tuple[float, 
         begin, crop_size = crop_window(tf.shape(image), scale, seed)
         return tf.slice(image, begin, crop_size)
 
-    crop = tf.cond(tf.image.is_jpeg(data), jpeg, other)
+    crop = jpeg() if jpeg_only else tf.cond(tf.image.is_jpeg(data), jpeg, other)
     return _resize(flip(crop) if flip else crop, size)
 
 
@@ -494,7 +500,7 @@ class Pipeline:
             seed = tf.stack([tf.cast(self.seed, tf.int64), index])
             flip = (lambda crop: tf.image.stateless_random_flip_left_right(crop, seed + 1)) if self.hflip else None
             if encoded:  # JPEG fast path: only the crop window is decoded
-                image = random_resized_crop_encoded(raw, size, self.crop_scale, seed, flip, scales)
+                image = random_resized_crop_encoded(raw, size, self.crop_scale, seed, flip, scales, source.jpeg_only)
             else:
                 image = random_resized_crop(decode(raw), size, self.crop_scale, seed, flip)
             image = tf.ensure_shape(tf.round(image), [size, size, 3])  # tf.slice forgot the shape

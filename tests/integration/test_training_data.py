@@ -197,10 +197,12 @@ def test_per_image_randaugment_on_a_jpeg_folder_is_per_image_and_resumable(tmp_p
     np.testing.assert_array_equal(resumed, batch[4:])
 
 
-def test_a_folder_of_small_photos_decodes_without_choosing_a_dct_scaling(tmp_path):
+def test_a_folder_of_small_jpegs_decodes_without_choosing_a_format_or_dct_scaling(tmp_path):
     """The scan keeps the largest short side of the training photos (coffee's 400 px here), so at
-    96 px only 1/1 and 1/2 are reachable and nothing else is tried; the batches equal the ones
-    choosing among all four scalings (a header that did not tell: `short_side=None`)."""
+    96 px only 1/1 and 1/2 are reachable and nothing else is tried, and that they are all JPEGs;
+    the batches equal the ones testing the format and choosing among all four scalings per image
+    (`short_side=None`, `jpeg_only=False`: what a TFRecord source does). A PNG among them turns
+    `jpeg_only` off."""
     import dataclasses
 
     for name in ("cat", "cup"):
@@ -209,14 +211,16 @@ def test_a_folder_of_small_photos_decodes_without_choosing_a_dct_scaling(tmp_pat
             photo = "chelsea.jpg" if name == "cat" else "coffee.jpg"
             (tmp_path / name / f"{i}.jpg").write_bytes((PHOTOS / photo).read_bytes())
     src = data_lib.load(f"folder:{tmp_path}", val_split=0.25)
-    assert src.short_side == 400  # coffee is 600 x 400, chelsea 451 x 300
+    assert src.short_side == 400 and src.jpeg_only  # coffee is 600 x 400, chelsea 451 x 300
     assert data_lib.jpeg_scales(src.short_side, 96) == (1, 2)  # 2 needs a window of 2 x 2 x 96 = 384
     assert data_lib.jpeg_scales(src.short_side, 224) == (1,)
     assert data_lib.jpeg_scales(None, 224) == data_lib.JPEG_SCALES
     pipe = data_lib.Pipeline(image_size=96, crop_pct=1.0, crop_scale=(0.5, 1.0), seed=3)
     known = [x.numpy() for x, *_ in pipe.train_dataset(src, 6).take(3)]
-    unknown = dataclasses.replace(src, short_side=None)
+    unknown = dataclasses.replace(src, short_side=None, jpeg_only=False)
     np.testing.assert_array_equal(known, [x.numpy() for x, *_ in pipe.train_dataset(unknown, 6).take(3)])
     small = data_lib.Pipeline(image_size=224, crop_pct=1.0, crop_scale=(0.5, 1.0), seed=3)
     np.testing.assert_array_equal([x.numpy() for x, *_ in small.train_dataset(src, 6).take(2)],
                                   [x.numpy() for x, *_ in small.train_dataset(unknown, 6).take(2)])
+    Image.open(PHOTOS / "chelsea.jpg").save(tmp_path / "cat" / "png.png")
+    assert not data_lib.load(f"folder:{tmp_path}", val_split=0.25).jpeg_only
