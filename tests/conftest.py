@@ -4,9 +4,11 @@ Helpers live in `tests/helpers`; reference fixtures in ../shared/fixtures beside
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from helpers import FIXTURES, run_cli
 
 UNIT_DIR = Path(__file__).parent / "unit"
@@ -39,10 +41,17 @@ def fixtures() -> Path:
 
 
 @pytest.fixture(scope="session")
-def digits_run(tmp_path_factory) -> Path:
-    """A real (short) training run on digits, shared by the export and optimize tests:
-    best.weights.h5, config.yaml, labels.txt, metrics.csv."""
-    out = tmp_path_factory.mktemp("digits") / "run"
-    r = run_cli("train", "--model", "rexnet_100", "--data", "digits", "--epochs", "4", "--out", str(out))
-    assert r.returncode == 0, r.stderr
+def digits_run(tmp_path_factory, worker_id) -> Path:
+    """A real (short) training run on digits, shared by the export, optimize and preset tests (and by
+    `make test`'s workers: the first trains it, the others wait and reuse it; ~110 s once):
+    best.weights.h5, config.yaml, labels.txt, metrics.csv. Tests read it and write elsewhere."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # this session's, for all its workers
+    out, done = shared / "digits_run", shared / "digits_run.done"
+    with FileLock(str(shared / "digits_run.lock")):
+        if not done.is_file():
+            shutil.rmtree(out, ignore_errors=True)  # a worker's run that failed
+            r = run_cli("train", "--model", "rexnet_100", "--data", "digits", "--epochs", "4", "--out", str(out))
+            assert r.returncode == 0, r.stderr
+            done.touch()
     return out

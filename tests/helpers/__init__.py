@@ -15,6 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 PHOTOS = ROOT / "examples" / "photos"
 HELPERS = Path(__file__).resolve().parent
+# The JAX backend on the CPU, with XLA's LLVM optimisation off: Keras on JAX initialises each weight
+# with an op compiled for its shape (~160 compiles to build B0), so compiling, not running, is most
+# of a JAX test's time (the backend test: 188 -> 145 s). What the tests check does not depend on it.
+JAX_CPU_ENV = {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+               "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"}
 
 
 def load_fixture(fixtures: Path, stem: str):

@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from helpers import ROOT, run_cli
+from helpers import JAX_CPU_ENV, ROOT, run_cli
 
 TIMM_COLUMNS = {"model", "infer_samples_per_sec", "infer_step_time", "infer_batch_size", "infer_img_size",
                 "infer_gmacs", "param_count", "train_samples_per_sec", "train_step_time", "train_batch_size",
@@ -97,7 +97,7 @@ def test_benchmark_on_jax_times_jitted_steps_without_tensorflow(tmp_path):
          "2", "--img-size", "32", "--precision", "mixed_float16", "--warmup", "1", "--iters", "2",
          "--results-file", str(out)],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
-        env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
+        env={**os.environ, **JAX_CPU_ENV})
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(r.stdout.split("RESULT ")[-1])
     (row,) = csv.DictReader(out.open())
@@ -109,7 +109,7 @@ def test_benchmark_on_jax_times_jitted_steps_without_tensorflow(tmp_path):
     assert all(np.isfinite(losses)) and max(losses[-8:]) < 0.1 * losses[0], losses
     assert result["unchanged"] == 0.0  # the step trains copies: donated buffers never were the model's
     r = run_cli("benchmark", "--runtime", "tflite", "--results-file", str(tmp_path / "x.csv"),
-                env={"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
+                env=JAX_CPU_ENV)
     assert r.returncode == 2 and "needs the TensorFlow backend" in r.stderr, r.stderr
 
 

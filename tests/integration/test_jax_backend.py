@@ -10,7 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from helpers import FIXTURES, ROOT, randomize
+from helpers import FIXTURES, JAX_CPU_ENV, ROOT, randomize
 
 import keras_models as km
 
@@ -54,7 +54,7 @@ def test_models_run_on_jax_with_tensorflow_weights(tmp_path):
         randomize(model)
         model.save_weights(tmp_path / f"{name}.weights.h5")
         np.save(tmp_path / f"{name}.npy", model.predict(x, verbose=0))
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, **JAX_CPU_ENV}
     result = subprocess.run(
         [sys.executable, "-c", JAX_SCRIPT, str(tmp_path), str(FIXTURES), json.dumps(MODELS)],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=900,
