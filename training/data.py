@@ -360,13 +360,19 @@ def random_resized_crop(image: tf.Tensor, size: int, scale: tuple[float, float],
 JPEG_SCALES = (1, 2, 4, 8)  # the DCT scalings libjpeg decodes at (1/r of each side)
 
 
+def _scalable(side, r: int, size: int):
+    """Whether a window `side` px on its short side may decode at 1/r for `size` px out: it stays at
+    least twice `size` (a Python int or a tensor)."""
+    return side >= 2 * r * size
+
+
 def jpeg_scales(short_side: int | None, size: int) -> tuple[int, ...]:
     """The scalings `decode_jpeg_window` can pick for images whose short sides are at most
     `short_side` (None: unknown, all of them): a source of small photos needs no choice, and
     choosing costs ~4% of the input rate (a `switch_case` per image)."""
     if short_side is None:
         return JPEG_SCALES
-    return tuple(r for r in JPEG_SCALES if r == 1 or short_side >= 2 * r * size)
+    return tuple(r for r in JPEG_SCALES if r == 1 or _scalable(short_side, r, size))
 
 
 def decode_jpeg_window(data: tf.Tensor, begin: tf.Tensor, crop_size: tf.Tensor, size: int,
@@ -389,7 +395,7 @@ def decode_jpeg_window(data: tf.Tensor, begin: tf.Tensor, crop_size: tf.Tensor, 
 
     if len(scales) == 1:
         return at(scales[0])()
-    fits = [tf.reduce_min(crop_size[:2]) >= 2 * r * size for r in scales[1:]]
+    fits = [_scalable(tf.reduce_min(crop_size[:2]), r, size) for r in scales[1:]]
     index = tf.reduce_sum(tf.cast(tf.stack(fits), tf.int32))  # scalings only grow coarser
     return tf.switch_case(index, [at(r) for r in scales])
 
