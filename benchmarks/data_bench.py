@@ -135,14 +135,17 @@ def legacy(source, options: DataBenchOptions):
     import keras
     import tensorflow as tf
 
-    from training.data import random_resized_crop
+    from training.data import crop_window
 
     ds = _cached_bytes(source)
     size, num_classes = options.image_size, source.num_classes
 
+    def random_resized_crop(image, seed):  # 5cf1955's float crop and resize, kept here as it was
+        return tf.image.resize(tf.slice(image, *crop_window(tf.shape(image), (0.08, 1.0), seed)), [size, size])
+
     def augment(index, raw, label):
         seed = tf.stack([tf.constant(0, tf.int64), index])
-        image = random_resized_crop(tf.cast(source.decode(raw), tf.float32), size, (0.08, 1.0), seed)
+        image = random_resized_crop(tf.cast(source.decode(raw), tf.float32), seed)
         image = tf.image.stateless_random_flip_left_right(image, seed + 1)
         image = tf.ensure_shape(image, [size, size, 3])
         return tf.clip_by_value(image, 0.0, 255.0), tf.one_hot(label, num_classes)

@@ -343,18 +343,14 @@ def _resize(crop: tf.Tensor, size: int) -> tf.Tensor:
 
 def to_uint8(image: tf.Tensor) -> tf.Tensor:
     """Round pixels to uint8, as timm's `FastCollateMixup` does. Only for pixels already in [0, 255],
-    such as mixes of uint8 images (convex combinations)."""
+    such as bilinear taps or mixes of uint8 images (convex combinations)."""
     return tf.cast(tf.round(image), tf.uint8)
 
 
-def random_resized_crop(image: tf.Tensor, size: int, scale: tuple[float, float], seed: tf.Tensor,
-                        flip: Callable | None = None) -> tf.Tensor:
-    """Inception crop of a decoded image, resized to size x size (float32), seeded statelessly. `flip`
-    (a random flip) is applied to the crop before the resize: the same pixels as after it (bilinear
-    with half-pixel centres is mirror-symmetric), on fewer bytes (uint8)."""
+def random_resized_crop(image: tf.Tensor, size: int, scale: tuple[float, float], seed: tf.Tensor) -> tf.Tensor:
+    """Inception crop of a decoded image, resized to size x size (float32), seeded statelessly."""
     begin, crop_size = crop_window(tf.shape(image), scale, seed)
-    crop = tf.slice(image, begin, crop_size)
-    return _resize(flip(crop) if flip else crop, size)
+    return _resize(tf.slice(image, begin, crop_size), size)
 
 
 JPEG_SCALES = (1, 2, 4, 8)  # the DCT scalings libjpeg decodes at (1/r of each side)
@@ -401,8 +397,7 @@ def decode_jpeg_window(data: tf.Tensor, begin: tf.Tensor, crop_size: tf.Tensor, 
 
 
 def random_resized_crop_encoded(data: tf.Tensor, size: int, scale: tuple[float, float], seed: tf.Tensor,
-                                flip: Callable | None = None, scales: tuple[int, ...] = JPEG_SCALES,
-                                jpeg_only: bool = False) -> tf.Tensor:
+                                scales: tuple[int, ...] = JPEG_SCALES, jpeg_only: bool = False) -> tf.Tensor:
     """The same crop (same window for the same seed) of an encoded image: a JPEG decodes only the
     window (`decode_jpeg_window` at one of `scales`, from its header's size), other formats decode
     whole, then crop; `jpeg_only` skips the format test. The uint8 crop is resized; nothing outside
@@ -418,7 +413,7 @@ def random_resized_crop_encoded(data: tf.Tensor, size: int, scale: tuple[float, 
         return tf.slice(image, begin, crop_size)
 
     crop = jpeg() if jpeg_only else tf.cond(tf.image.is_jpeg(data), jpeg, other)
-    return _resize(flip(crop) if flip else crop, size)
+    return _resize(crop, size)
 
 
 def mix_batch(images: tf.Tensor, labels: tf.Tensor, status: tf.Tensor, mixup: float, cutmix: float,
@@ -504,15 +499,16 @@ class Pipeline:
         def augment(index, element):
             raw, label, _ = element
             seed = tf.stack([tf.cast(self.seed, tf.int64), index])
-            flip = (lambda crop: tf.image.stateless_random_flip_left_right(crop, seed + 1)) if self.hflip else None
             if encoded:  # JPEG fast path: only the crop window is decoded
-                image = random_resized_crop_encoded(raw, size, self.crop_scale, seed, flip, scales, source.jpeg_only)
+                image = random_resized_crop_encoded(raw, size, self.crop_scale, seed, scales, source.jpeg_only)
             else:
-                image = random_resized_crop(decode(raw), size, self.crop_scale, seed, flip)
-            image = tf.ensure_shape(tf.round(image), [size, size, 3])  # tf.slice forgot the shape
+                image = random_resized_crop(decode(raw), size, self.crop_scale, seed)
+            image = tf.ensure_shape(to_uint8(image), [size, size, 3])  # tf.slice forgot the shape
+            if self.hflip:  # after the resize, as timm flips, on the fewest bytes the image has
+                image = tf.image.stateless_random_flip_left_right(image, seed + 1)
             if self.randaugment:
-                image = rand_augment(image, seed + 2, self.randaugment, self.randaugment_mstd)
-            return tf.cast(image, tf.uint8), label, tf.constant(GOOD, tf.int8)
+                image = tf.cast(rand_augment(image, seed + 2, self.randaugment, self.randaugment_mstd), tf.uint8)
+            return image, label, tf.constant(GOOD, tf.int8)
 
         def blank(index, element):
             return tf.zeros([size, size, 3], tf.uint8), element[1], tf.constant(BAD, tf.int8)

@@ -178,8 +178,9 @@ def test_tfds_can_prepare_its_packaged_datasets(tmp_path):
 
 
 def test_per_image_randaugment_on_a_jpeg_folder_is_per_image_and_resumable(tmp_path):
-    """One photo copied 16 times: without RandAugment every crop is the whole photo (area 1), with it
-    each image gets its own ops; skipping to an element index gives its same pixels (resume)."""
+    """One photo copied 16 times: without RandAugment every crop is the whole photo (area 1), flipped or
+    not per image; with it each image gets its own ops; skipping to an element index gives its same
+    pixels (resume)."""
     data = (PHOTOS / "grace_hopper.jpg").read_bytes()
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -190,6 +191,9 @@ def test_per_image_randaugment_on_a_jpeg_folder_is_per_image_and_resumable(tmp_p
     options = {"image_size": 64, "crop_pct": 1.0, "crop_scale": (1.0, 1.0), "hflip": False, "seed": 7}
     plain = next(iter(data_lib.Pipeline(**options).train_dataset(src, 8)))[0].numpy()
     assert np.abs(plain - plain[:1]).max() < 1e-3  # identical inputs, identical crops
+    flips = next(iter(data_lib.Pipeline(**{**options, "hflip": True}).train_dataset(src, 8)))[0].numpy()
+    mirrored = [np.array_equal(x, plain[0, :, ::-1]) for x in flips]
+    assert 0 < sum(mirrored) < 8 and all(m or np.array_equal(x, plain[0]) for m, x in zip(mirrored, flips))
     strong = data_lib.Pipeline(**options, randaugment=9, randaugment_mstd=0.5)
     batch = next(iter(strong.train_dataset(src, 8)))[0].numpy()
     assert len({b.tobytes() for b in batch}) >= 6  # ops drawn per image, not once per batch

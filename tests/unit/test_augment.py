@@ -66,14 +66,6 @@ def test_fast_geometric_ops_equal_the_projective_transform(op, transform):
         assert np.abs(got - want).max() <= 1 and np.mean(got != want) < 0.02, m
 
 
-def test_flip_before_the_resize_equals_flip_after():
-    image = tf.constant(np.asarray(Image.open(PHOTOS / "coffee.jpg").convert("RGB")))
-    seed = tf.constant([1, 2], tf.int64)
-    before = random_resized_crop(image, 64, (0.08, 1.0), seed, flip=lambda crop: tf.reverse(crop, [1])).numpy()
-    after = tf.reverse(random_resized_crop(image, 64, (0.08, 1.0), seed), [1]).numpy()
-    assert np.abs(before - after).max() < 1e-3
-
-
 def test_jpeg_fast_path_crops_the_same_window_as_decoding_whole():
     """At 224 px no window of this 600x400 photo is twice the output, so the JPEG decodes at full
     resolution: the pixels of decoding whole and cropping, but for a few at the window's edge, where
