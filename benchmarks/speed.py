@@ -207,7 +207,7 @@ class Bench:
         self.rng = np.random.default_rng(0)
 
     def build(self, name: str, impl: str, size: int):
-        from keras_models.models import create_model
+        from keras_models.factory import create_model
 
         if impl == "keras.applications":
             return keras_applications_twin(name, size, self.o.num_classes)

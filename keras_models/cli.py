@@ -61,7 +61,7 @@ def _cmd_list(args) -> None:
 
 
 def _cmd_info(args) -> None:
-    from keras_models.models import model_info
+    from keras_models.factory import model_info
 
     info = model_info(args.model)
     for key, value in info.items():
@@ -97,8 +97,9 @@ DEFAULT_PREDICT_MODEL = "tf_efficientnet_lite0"  # its ImageNet weights come wit
 
 def _cmd_predict(args) -> None:
     """Top-k classes; a trained run's weights bring their model, classes, size, crop and labels."""
+    from keras_models.factory import create_model
     from keras_models.imagenet import imagenet_classes
-    from keras_models.models import create_model, eval_settings
+    from keras_models.models import eval_settings
     from keras_models.preprocessing import EvalTransform
     from keras_models.run_files import check_labels, read_labels, read_run_files
 
@@ -124,8 +125,8 @@ def _cmd_predict(args) -> None:
 def _predict_packaged(args, name: str) -> None:
     """predict with an `hf://` model or a preset folder: weights, transform and labels come with it."""
     from keras_models import hub, presets
+    from keras_models.factory import create_model
     from keras_models.imagenet import imagenet_classes
-    from keras_models.models import create_model
     from keras_models.preprocessing import EvalTransform
 
     if args.weights not in ("imagenet", None):
@@ -159,7 +160,8 @@ def _print_top(args, model, transform, labels) -> None:
 
 def _cmd_save_preset(args) -> None:
     """A trained run's weights (or an ImageNet tag) as a keras-hub-layout preset folder."""
-    from keras_models.models import create_model, eval_settings
+    from keras_models.factory import create_model
+    from keras_models.models import eval_settings
     from keras_models.presets import save_preset
     from keras_models.run_files import read_labels, read_run_files
 

@@ -1,4 +1,4 @@
-"""timm models from the Hugging Face Hub (`hf://timm/rexnet_130.nav_in1k`), through huggingface_hub.
+"""timm repos on the Hugging Face Hub (`hf://timm/rexnet_130.nav_in1k`): config and files via huggingface_hub.
 
 A timm repo holds `config.json` (architecture, num_classes, pretrained_cfg) and
 `model.safetensors`. Files come through `hf_hub_download`, so its cache (`HF_HOME`), offline mode
@@ -17,6 +17,7 @@ import urllib.parse
 from pathlib import Path
 
 from keras_models.files import file_digest
+from keras_models.registry import Pretrained
 
 HF_PREFIX = "hf://"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -138,10 +139,8 @@ def hf_weights_file(hf_hub_id: str) -> Path:
     return weights_file(*parse(hf_hub_id))
 
 
-def pretrained_from_config(config: dict):
+def pretrained_from_config(config: dict) -> Pretrained:
     """A `Pretrained` for a repo's own pretrained_cfg (its size, crop, interpolation, mean/std)."""
-    from keras_models.registry import Pretrained
-
     cfg = config.get("pretrained_cfg") if isinstance(config.get("pretrained_cfg"), dict) else {}
     size = cfg.get("test_input_size") or cfg.get("input_size")
     return Pretrained(
@@ -152,43 +151,3 @@ def pretrained_from_config(config: dict):
         mean=tuple(cfg["mean"]) if cfg.get("mean") else None, std=tuple(cfg["std"]) if cfg.get("std") else None,
         num_classes=int(config.get("num_classes", cfg.get("num_classes", 1000))), license=cfg.get("license"),
     )
-
-
-def create(handle: str, *, num_classes: int | None = None, **kwargs):
-    """`create_model("hf://timm/rexnet_130.nav_in1k")`: the repo's architecture with its weights.
-
-    `num_classes` other than the checkpoint's keeps the backbone and starts a new classifier.
-    """
-    from keras_models.models.factory import (
-        PRESET_BUILD_OPTIONS,
-        PRESET_CONFIG_ATTR,
-        SPEC_OPTIONS,
-        make_spec,
-        same_classes,
-        with_tag,
-    )
-    from keras_models.registry import find_entry
-    from keras_models.spec import build
-    from keras_models.weights import load_weights
-
-    repo, revision = parse(handle)
-    config = read_config(repo, revision)
-    architecture = config["architecture"].split(".")[0]
-    entry = find_entry(architecture)
-    if entry is None:
-        raise HubError(f"hf://{repo} is a {architecture}, which keras-models does not build "
-                       "(see `keras-models list`)")
-    kwargs.pop("pretrained", None)
-    if kwargs.pop("weights", None) not in (None, "imagenet"):
-        raise HubError(f"{handle} brings its own weights: drop weights=")
-    tag = pretrained_from_config(config)
-    spec_options = {k: kwargs.pop(k) for k in SPEC_OPTIONS if k in kwargs}
-    net = with_tag(make_spec(entry, spec_options), tag)
-    classes = same_classes(kwargs.pop("classes", None), num_classes if num_classes is not None else tag.num_classes)
-    model = build(net, num_classes=classes, **kwargs)
-    load_weights(model, str(weights_file(repo, revision)), entry=entry, net=net, source="timm")
-    known = any(t.tag == tag.tag for t in entry.tags)  # a registry tag: a preset rebuilds it by name
-    setattr(model, PRESET_CONFIG_ATTR, {"model": entry.name, "tag": tag.tag if known else None,
-                                        "num_classes": classes, "spec_options": spec_options,
-                                        "build": {k: v for k, v in kwargs.items() if k in PRESET_BUILD_OPTIONS}})
-    return model

@@ -1,10 +1,10 @@
-"""Preset folders in keras-hub's layout: `save_preset(model, dir)` and `create_model(dir)`.
+"""Preset folders in keras-hub's layout: `save_preset(model, dir)` writes one, `read_preset(dir)` reads it back.
 
 A preset is `config.json` (what to build), `model.weights.h5`, `metadata.json` (versions,
 parameter count, the weights' sha256) and `preprocessor.json` (the evaluation transform: size,
 crop, interpolation, mean/std), plus `labels.txt` when the classes have names. It is written to
 a temporary folder and renamed, and a preset whose weights no longer match their sha256 is
-refused.
+refused. `create_model(dir)` (keras_models.factory) builds the model a preset describes.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from pathlib import Path
 
 import keras
 
-from keras_models.checkpoints import CheckpointError
 from keras_models.files import file_digest, owned_temp_prefix, remove_stale
+from keras_models.models import eval_settings
+from keras_models.registry import build_record
+from keras_models.state_dicts import CheckpointError
 
 CONFIG, WEIGHTS, METADATA, PREPROCESSOR, LABELS = (
     "config.json", "model.weights.h5", "metadata.json", "preprocessor.json", "labels.txt")
@@ -28,23 +30,10 @@ def is_preset(name: str) -> bool:
     return Path(os.fspath(name)).expanduser().is_dir()
 
 
-def build_config(model: keras.Model) -> dict:
-    """How `create_model` built `model` (set on every model it or a family constructor builds)."""
-    from keras_models.models.factory import PRESET_CONFIG_ATTR
-
-    config = getattr(model, PRESET_CONFIG_ATTR, None)
-    if config is None:
-        raise ValueError(f"{model.name} was not built by keras_models.create_model (or a family constructor): "
-                         "save_preset needs to know its architecture")
-    return config
-
-
 def save_preset(model: keras.Model, preset_dir: str | os.PathLike, *, labels: list[str] | None = None,
                 crop_pct: float | None = None, interpolation: str | None = None) -> Path:
     """Write `model` as a preset folder (replacing nothing: the folder must not exist yet)."""
-    from keras_models.models.factory import eval_settings
-
-    config = build_config(model)
+    config = build_record(model)
     target = Path(os.fspath(preset_dir)).expanduser()
     if target.exists():
         raise FileExistsError(f"{target} already exists: choose a new preset folder")
@@ -96,34 +85,6 @@ def read_preset(preset_dir: str | os.PathLike) -> tuple[dict, dict, list[str] | 
     preprocessor = _read_json(folder / PREPROCESSOR) if (folder / PREPROCESSOR).is_file() else {}
     labels = (folder / LABELS).read_text().splitlines() if (folder / LABELS).is_file() else None
     return config["config"], preprocessor, labels
-
-
-def load_preset(preset_dir: str | os.PathLike, **overrides) -> keras.Model:
-    """`create_model(dir)`: build what the preset says and load its weights (`num_classes` other
-    than the preset's starts a new classifier on its backbone)."""
-    from keras_models.models.factory import create_model
-    from keras_models.weights import assign, load_weights
-
-    config, _, _ = read_preset(preset_dir)
-    weights = str(Path(os.fspath(preset_dir)).expanduser() / WEIGHTS)
-    overrides.pop("pretrained", None)
-    if overrides.pop("weights", None) is not None:
-        raise ValueError(f"{preset_dir} brings its own weights: drop weights=")
-    options = {**config.get("build", {}), **config.get("spec_options", {})}
-    name = config["model"] + (f".{config['tag']}" if config.get("tag") else "")
-    classes = overrides.pop("num_classes", None) or config["num_classes"]
-    options.update(overrides)
-    if classes == config["num_classes"]:
-        model = create_model(name, num_classes=classes, **options)
-        load_weights(model, weights)
-        return model
-    source = create_model(name, num_classes=config["num_classes"], **options)
-    load_weights(source, weights)
-    model = create_model(name, num_classes=classes, **options)
-    named = {layer.name: [(w.path, keras.ops.convert_to_numpy(w), "id") for w in layer.weights]
-             for layer in source.layers if layer.weights}
-    assign(model, named, new_head_ok=True)
-    return model
 
 
 def _version() -> str:

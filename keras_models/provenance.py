@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 
 import keras_models.models  # noqa: F401  (every family registered before names are matched)
-from keras_models.checkpoints import CheckpointError
 from keras_models.registry import find_entry, list_models
+from keras_models.state_dicts import CheckpointError
 
 
 def declared_architecture(path: Path) -> str | None:

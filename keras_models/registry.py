@@ -1,4 +1,4 @@
-"""The model table (timm names): entries that families register, and lookups over them.
+"""The model table (timm names): entries that families register, lookups over them, the build record.
 
 The registry knows no family: each family module (`keras_models.models.*`) registers its own
 entries on import, and `keras_models.models` imports them all. Look models up through
@@ -7,7 +7,9 @@ entries on import, and `keras_models.models` imports them all. Look models up th
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -138,3 +140,56 @@ def list_models(pattern: str = "*", pretrained: bool = False, include_tags: bool
 
 def _natural_key(name: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+RATE_OPTIONS = ("dropout_rate", "drop_path_rate", "drop_connect_rate")  # probabilities in [0, 1)
+
+
+def make_spec(entry: ModelEntry, options: dict | None = None) -> NetSpec:
+    """The entry's NetSpec with architecture options; an option the family lacks is one line."""
+    options = options or {}
+    for key in RATE_OPTIONS:
+        value = options.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and 0 <= value < 1):
+            raise ValueError(f"{key} must be in [0, 1), e.g. 0.2; got {value!r}")
+    params = inspect.signature(entry.make_spec).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in options if k not in params]
+        if unknown:
+            raise ValueError(f"{entry.name} ({entry.family}) takes no option {unknown[0]!r}; "
+                             f"it takes {', '.join(params) or 'none'}")
+    return entry.make_spec(**options)
+
+
+def with_tag(net: NetSpec, tag: Pretrained | None) -> NetSpec:
+    """The spec evaluated as a tag was: its input size, and its mean/std where they differ from the
+    spec's by more than a grey level (timm's 0.5/0.5 for TF's exact 127/128 keeps TF's)."""
+    if tag is None:
+        return net
+    changes = {"default_size": tag.input_size} if tag.input_size else {}
+    if tag.mean and max(abs(a - b) for a, b in zip(tag.mean + tag.std, net.mean + net.std)) > 1 / 255:
+        changes.update(mean=tag.mean, std=tag.std)
+    return dataclasses.replace(net, **changes) if changes else net
+
+
+def eval_settings(name: str) -> tuple[ModelEntry, Pretrained | None, NetSpec, float, str]:
+    """(entry, tag, spec, crop_pct, interpolation) as `name` (bare: its default tag) evaluates."""
+    entry, tag = resolve(name)
+    net = with_tag(entry.make_spec(), tag)
+    crop = tag.crop_pct if tag and tag.crop_pct else entry.crop_pct
+    interpolation = tag.interpolation if tag and tag.interpolation else entry.interpolation
+    return entry, tag, net, crop, interpolation
+
+
+# The build record: how the factory built a model (registry name, tag, classes, options), so a
+# preset, an export or a push can name and rebuild it. Written once, by `keras_models.factory`.
+BUILD_RECORD = "_keras_models_config"
+
+
+def build_record(model) -> dict:
+    """How `create_model` (or a family constructor) built `model`; one line if it did not."""
+    record = getattr(model, BUILD_RECORD, None)
+    if record is None:
+        raise ValueError(f"{model.name} was not built by keras_models.create_model (or a family constructor): "
+                         "its architecture is not known")
+    return record

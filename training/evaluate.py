@@ -62,7 +62,7 @@ def evaluate(*, model: str | None = None, weights: str, data: str | None = None,
              crop_pct: float | None = None, batch_size: int = 128, val_split: float | None = None,
              seed: int | None = None, data_dir: str | None = None, verbose: bool = True) -> dict:
     """Top-1/top-5 of a weights file on a validation split (settings as `run_settings` resolves them)."""
-    from keras_models.models import create_model
+    from keras_models.factory import create_model
     from training.trainer import DistributedEval
 
     settings = run_settings(weights, model=model, data=data, image_size=image_size, crop_pct=crop_pct,

@@ -15,8 +15,9 @@ from pathlib import Path
 from keras_models.export import ExportError, ExportPlan, export_model
 from keras_models.export.measure import Images, prepare
 from keras_models.export.serving import check_model_name, sample_image
+from keras_models.factory import create_model
 from keras_models.files import file_digest
-from keras_models.models import create_model, get_entry
+from keras_models.models import get_entry
 from keras_models.preprocessing import EvalTransform
 from keras_models.run_files import check_labels, read_labels, read_run_files
 from training import data as data_lib

@@ -25,8 +25,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_models.backend import require_tensorflow, use_jit
+from keras_models.factory import create_model
 from keras_models.files import atomic_output
-from keras_models.models import create_model, get_entry
+from keras_models.models import get_entry
 from keras_models.spec import CLASSIFIER_LAYERS
 from training import data as data_lib
 from training.checkpoints import clean_leftovers, resume_point

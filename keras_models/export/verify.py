@@ -131,7 +131,7 @@ class Checks:
 
 def _reference(card: dict, weights: str | None, images: Images) -> np.ndarray:
     """The Keras model's probabilities on the images (the export must reproduce them)."""
-    from keras_models.models import create_model
+    from keras_models.factory import create_model
 
     size = card["input"]["image_size"]
     net = create_model(card["model"], weights=weights, num_classes=card["num_classes"], input_shape=(size, size, 3))

@@ -16,12 +16,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import keras
-
 from keras_models.layers import PYTORCH_STYLE, BlockSpec, NetStyle
-from keras_models.models.factory import create_from_entry, same_classes
 from keras_models.models.tags import timm_tags
-from keras_models.registry import ModelEntry, Pretrained, get_entry, register
+from keras_models.registry import ModelEntry, Pretrained, register
 from keras_models.spec import NetSpec, make_divisible, round_repeats, stage_letter
 
 
@@ -268,64 +265,3 @@ for _k, (_w, _d, _r, _drop, _crop) in _EDGE.items():
 for _k, (_table, _head, _w, _d, _r, _drop, _crop) in _RW.items():
     _register(f"efficientnetv2_{_k}", f"efficientnetv2_{_k}", _table, _w, _d, _r, _drop, _crop, None, None,
               "v2_rw", style=dataclasses.replace(PYTORCH_STYLE, dw_name=V2_STYLE.dw_name), head=_head)
-
-
-def _constructor(registry_name: str, public_name: str):
-    def constructor(
-        include_top: bool = True,
-        weights: str | None = None,
-        input_tensor=None,
-        input_shape: tuple | None = None,
-        pooling: str | None = None,
-        classes: int | None = None,
-        classifier_activation: str | None = "softmax",
-        name: str | None = None,
-        *,
-        num_classes: int | None = None,
-        dropout_rate: float | None = None,
-        drop_connect_rate: float = 0.2,
-        include_preprocessing: bool = True,
-        features_only: bool = False,
-    ) -> keras.Model:
-        entry = get_entry(registry_name)
-        tag = KERAS_TAG if any(t.tag == KERAS_TAG for t in entry.tags) else None  # keras.applications' file
-        spec_options = {"drop_connect_rate": drop_connect_rate}
-        if dropout_rate is not None:
-            spec_options["dropout_rate"] = dropout_rate
-        return create_from_entry(
-            entry, weights=weights, tag=tag, num_classes=same_classes(classes, num_classes), name=name,
-            spec_options=spec_options, include_top=include_top, input_tensor=input_tensor,
-            input_shape=input_shape, pooling=pooling, classifier_activation=classifier_activation,
-            include_preprocessing=include_preprocessing, features_only=features_only,
-        )
-
-    constructor.__name__ = constructor.__qualname__ = public_name
-    constructor.__doc__ = (
-        f"{public_name} ({registry_name}), keras.applications-compatible signature.\n\n"
-        "Also exposes what keras.applications hides: `dropout_rate`, `drop_connect_rate`,\n"
-        "`include_preprocessing` (inputs are RGB in [0, 255] when True) and `features_only`.\n"
-        "`weights`: None (default), 'imagenet', or a weights file path."
-    )
-    return constructor
-
-
-EfficientNetB0 = _constructor("tf_efficientnet_b0", "EfficientNetB0")
-EfficientNetB1 = _constructor("tf_efficientnet_b1", "EfficientNetB1")
-EfficientNetB2 = _constructor("tf_efficientnet_b2", "EfficientNetB2")
-EfficientNetB3 = _constructor("tf_efficientnet_b3", "EfficientNetB3")
-EfficientNetB4 = _constructor("tf_efficientnet_b4", "EfficientNetB4")
-EfficientNetB5 = _constructor("tf_efficientnet_b5", "EfficientNetB5")
-EfficientNetB6 = _constructor("tf_efficientnet_b6", "EfficientNetB6")
-EfficientNetB7 = _constructor("tf_efficientnet_b7", "EfficientNetB7")
-EfficientNetLite0 = _constructor("tf_efficientnet_lite0", "EfficientNetLite0")
-EfficientNetLite1 = _constructor("tf_efficientnet_lite1", "EfficientNetLite1")
-EfficientNetLite2 = _constructor("tf_efficientnet_lite2", "EfficientNetLite2")
-EfficientNetLite3 = _constructor("tf_efficientnet_lite3", "EfficientNetLite3")
-EfficientNetLite4 = _constructor("tf_efficientnet_lite4", "EfficientNetLite4")
-EfficientNetV2B0 = _constructor("tf_efficientnetv2_b0", "EfficientNetV2B0")
-EfficientNetV2B1 = _constructor("tf_efficientnetv2_b1", "EfficientNetV2B1")
-EfficientNetV2B2 = _constructor("tf_efficientnetv2_b2", "EfficientNetV2B2")
-EfficientNetV2B3 = _constructor("tf_efficientnetv2_b3", "EfficientNetV2B3")
-EfficientNetV2S = _constructor("tf_efficientnetv2_s", "EfficientNetV2S")
-EfficientNetV2M = _constructor("tf_efficientnetv2_m", "EfficientNetV2M")
-EfficientNetV2L = _constructor("tf_efficientnetv2_l", "EfficientNetV2L")

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import math
 
-import keras
-
 from keras_models.layers import PYTORCH_STYLE, BlockSpec
-from keras_models.models.factory import create_from_entry
 from keras_models.models.tags import timm_tags
-from keras_models.registry import ModelEntry, find_entry, register
+from keras_models.registry import ModelEntry, register
 from keras_models.spec import NetSpec, make_divisible, stage_letter
 
 STAGE_BLOCKS = (1, 2, 2, 3, 3, 5)
@@ -85,47 +82,6 @@ def rexnet_spec(
         name=name, stem_ch=stem_ch, blocks=tuple(blocks), head_ch=head_ch,
         act=act, head_hidden=1024 if lite else 0, dropout=dropout_rate,
         style=PYTORCH_STYLE, default_size=224, family="rexnet",
-    )
-
-
-def ReXNet(
-    width: float = 1.0,
-    depth: float = 1.0,
-    *,
-    lite: bool = False,
-    rounded: bool = False,
-    se: bool = True,
-    se_ratio: float = 1 / 12,
-    num_classes: int = 1000,
-    include_top: bool = True,
-    weights: str | None = None,
-    input_tensor=None,
-    input_shape: tuple | None = None,
-    pooling: str | None = None,
-    dropout_rate: float = 0.2,
-    drop_path_rate: float = 0.0,
-    classifier_activation: str | None = "softmax",
-    include_preprocessing: bool = True,
-    features_only: bool = False,
-    name: str | None = None,
-) -> keras.Model:
-    """ReXNet v1 / -lite / -R. Inputs are RGB in [0, 255] unless `include_preprocessing=False`.
-
-    `weights`: None, "imagenet" (published weights for the registry widths) or a file path
-    (`.weights.h5`, keras `.h5`, timm/official `.safetensors`/`.pth`).
-    """
-    ch_div = (16 if width >= 3.0 else 8) if rounded else 1
-    net = rexnet_spec(
-        width, depth, se=se, se_ratio=se_ratio, ch_div=ch_div, lite=lite,
-        dropout_rate=dropout_rate, drop_path_rate=drop_path_rate,
-    )
-    # A registered width (rexnet_130, ...) brings its published weights and evaluation settings.
-    entry = find_entry(net.name) or ModelEntry(name=net.name, family="rexnet", make_spec=lambda **_: net)
-    return create_from_entry(
-        entry, net=net, weights=weights, num_classes=num_classes, include_top=include_top,
-        input_tensor=input_tensor, input_shape=input_shape, pooling=pooling,
-        classifier_activation=classifier_activation, include_preprocessing=include_preprocessing,
-        features_only=features_only, name=name,
     )
 
 

@@ -11,7 +11,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `helpers` importable
 from helpers import randomize  # noqa: E402
-from keras_models.models import create_model, get_entry
+from keras_models.factory import create_model
+from keras_models.models import get_entry
 from training.optimize import methods as M
 from training.optimize.twin import build_twin, copy_weights
 

@@ -14,7 +14,7 @@ from helpers import load_fixture, run_cli
 from helpers.torch_files import write_torch_zip
 
 import keras_models as km
-from keras_models.checkpoints import CheckpointError, UnsafeCheckpointError, read_checkpoint
+from keras_models.state_dicts import CheckpointError, UnsafeCheckpointError, read_checkpoint
 
 
 class _Evil:

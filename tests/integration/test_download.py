@@ -14,7 +14,7 @@ import pytest
 from helpers import load_fixture, run_cli
 
 from keras_models.download import DownloadError, fetch
-from keras_models.models import create_from_entry
+from keras_models.factory import create_from_entry
 from keras_models.models.rexnet import rexnet_spec
 from keras_models.registry import ModelEntry, Pretrained
 

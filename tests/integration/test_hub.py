@@ -8,8 +8,8 @@ from helpers import PHOTOS, load_fixture, run_cli
 from helpers.hub_server import HubServer, timm_repo
 
 import keras_models as km
-from keras_models.checkpoints import CheckpointError
 from keras_models.hub import HubError
+from keras_models.state_dicts import CheckpointError
 
 pytestmark = pytest.mark.integration
 OPTIONS = {"include_preprocessing": False, "classifier_activation": None}

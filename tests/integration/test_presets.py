@@ -9,8 +9,8 @@ import pytest
 from helpers import PHOTOS, randomize, run_cli
 
 import keras_models as km
-from keras_models.checkpoints import CheckpointError
 from keras_models.presets import read_preset
+from keras_models.state_dicts import CheckpointError
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from helpers import HELPERS, load_fixture
 
-from keras_models.checkpoints import read_checkpoint
 from keras_models.cost import count_params
 from keras_models.models import get_entry
 from keras_models.spec import build
+from keras_models.state_dicts import read_checkpoint
 from keras_models.weights import assign, convert_state_dict
 
 pytestmark = pytest.mark.integration

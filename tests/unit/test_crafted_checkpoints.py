@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers.torch_files import write_torch_zip
 
-from keras_models.checkpoints import CorruptTensorError, read_checkpoint
+from keras_models.state_dicts import CorruptTensorError, read_checkpoint
 
 FOUR = {"w": np.arange(4, dtype=np.float32)}  # a 4-float storage
 
@@ -44,7 +44,7 @@ def test_honest_strided_and_empty_tensors_still_read(tmp_path):
     (np.array([1, 2], np.int64), "holds int64 values, not floating-point weights"),
 ])
 def test_non_finite_and_integer_weights_are_refused_naming_the_tensor(value, says):
-    from keras_models.checkpoints import CheckpointError
+    from keras_models.state_dicts import CheckpointError
     from keras_models.weights import check_values
 
     with pytest.raises(CheckpointError, match=f"tensor 'stem.conv.weight' {says}"):

@@ -11,8 +11,8 @@ import pytest
 from helpers import load_fixture
 
 import keras_models as km
-from keras_models.checkpoints import CheckpointError
 from keras_models.files import file_digest
+from keras_models.state_dicts import CheckpointError
 
 CASES = [
     ("rexnet_100_timm", "rexnet_100", "timm"),

@@ -9,9 +9,9 @@ import pytest
 from safetensors.numpy import save_file
 
 import keras_models as km
-from keras_models.checkpoints import CheckpointError
 from keras_models.download import DownloadError
 from keras_models.provenance import check_architecture, declared_architecture
+from keras_models.state_dicts import CheckpointError
 
 
 def _tiny(path, metadata=None):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keras_models.models import create_model, get_entry, list_models
-from keras_models.models.factory import make_spec
+from keras_models.factory import create_model
+from keras_models.models import get_entry, list_models
+from keras_models.registry import make_spec
 from keras_models.spec import make_divisible, round_repeats, stage_letter
 from keras_models.weights import block_roles, source_mapping
 from training.config import ConfigError, TrainConfig

@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 
 from keras_models.export import lite
 from keras_models.export.measure import Images, batched, compare, median_ms, prepare
+from keras_models.factory import create_model
 from keras_models.files import owned_temp_prefix, remove_stale
-from keras_models.models import create_model, get_entry
+from keras_models.models import get_entry
 from training.data import GOOD, encoded_images
 from training.evaluate import run_settings
 from training.optimize import METHODS, QAT_SAVED_MODEL, OptimizeError, OptimizeOptions

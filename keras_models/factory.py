@@ -1,55 +1,33 @@
-"""`create_model` (timm-style), `model_info`, `load_model`: registry entries into Keras models.
+"""The one place models are built: `create_model` (timm-style), `load_model`, `model_info`.
 
-Importing this module imports `keras_models.models` first, which registers every family.
+A name (`rexnet_130`, `rexnet_130.nav_in1k`), an `hf://org/repo` handle or a preset folder is
+resolved to an entry and options (sources return data: `hub` a repo's config and weights file,
+`presets` a folder's config and weights), the spec is rendered by `spec.build`, the weights are
+assigned by `sources.load_weights`, and the build record is stamped once, here.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
+import os
+from pathlib import Path
 
 import keras
 
-from keras_models.registry import ModelEntry, Pretrained, find_entry, get_entry, list_models, resolve
+from keras_models import hub, presets
+from keras_models.cost import count_macs, count_params
+from keras_models.models import find_entry, list_models, resolve
+from keras_models.registry import BUILD_RECORD, ModelEntry, eval_settings, make_spec, with_tag
+from keras_models.sources import load_weights
 from keras_models.spec import NetSpec, build
+from keras_models.weights import assign
 
 # Options that reach the spec (architecture); everything else goes to `build`.
 SPEC_OPTIONS = ("dropout_rate", "drop_path_rate", "drop_connect_rate", "se", "se_ratio")
-RATE_OPTIONS = ("dropout_rate", "drop_path_rate", "drop_connect_rate")  # probabilities in [0, 1)
-# Build options a preset records (input_tensor cannot be written down; name is the model's own)
-PRESET_BUILD_OPTIONS = ("include_top", "input_shape", "pooling", "classifier_activation", "include_preprocessing",
-                        "features_only")
-PRESET_CONFIG_ATTR = "_keras_models_config"
+# Build options the record keeps (input_tensor cannot be written down; name is the model's own)
+RECORDED_BUILD_OPTIONS = ("include_top", "input_shape", "pooling", "classifier_activation", "include_preprocessing",
+                          "features_only")
 
-__all__ = ["create_from_entry", "create_model", "eval_settings", "get_entry", "list_models", "load_model", "make_spec",
-           "model_info", "with_tag"]
-
-
-def make_spec(entry: ModelEntry, options: dict | None = None) -> NetSpec:
-    """The entry's NetSpec with architecture options; an option the family lacks is one line."""
-    options = options or {}
-    for key in RATE_OPTIONS:
-        value = options.get(key)
-        if value is not None and not (isinstance(value, (int, float)) and 0 <= value < 1):
-            raise ValueError(f"{key} must be in [0, 1), e.g. 0.2; got {value!r}")
-    params = inspect.signature(entry.make_spec).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = [k for k in options if k not in params]
-        if unknown:
-            raise ValueError(f"{entry.name} ({entry.family}) takes no option {unknown[0]!r}; "
-                             f"it takes {', '.join(params) or 'none'}")
-    return entry.make_spec(**options)
-
-
-def with_tag(net: NetSpec, tag: Pretrained | None) -> NetSpec:
-    """The spec evaluated as a tag was: its input size, and its mean/std where they differ from the
-    spec's by more than a grey level (timm's 0.5/0.5 for TF's exact 127/128 keeps TF's)."""
-    if tag is None:
-        return net
-    changes = {"default_size": tag.input_size} if tag.input_size else {}
-    if tag.mean and max(abs(a - b) for a, b in zip(tag.mean + tag.std, net.mean + net.std)) > 1 / 255:
-        changes.update(mean=tag.mean, std=tag.std)
-    return dataclasses.replace(net, **changes) if changes else net
+__all__ = ["create_from_entry", "create_model", "load_model", "load_preset", "model_info", "same_classes"]
 
 
 def create_from_entry(
@@ -78,18 +56,22 @@ def create_from_entry(
         net = with_tag(net, pretrained)
         if num_classes == 1000 and pretrained.num_classes != 1000:
             num_classes = pretrained.num_classes
+        tag = pretrained.tag
     model = build(net, num_classes=num_classes, name=name, **build_options)
     if weights is not None:
-        from keras_models.weights import load_weights
-
         load_weights(model, weights, entry=entry, net=net, tag=tag)
     if find_entry(entry.name) is entry:  # registered: a preset can build it again by name
-        used = entry.tag(tag).tag if weights == "imagenet" else tag
-        setattr(model, PRESET_CONFIG_ATTR, {
-            "model": entry.name, "tag": used, "num_classes": num_classes, "spec_options": dict(spec_options or {}),
-            "build": {k: v for k, v in build_options.items() if k in PRESET_BUILD_OPTIONS},
-        })
+        _stamp(model, entry, tag, num_classes, spec_options, build_options)
     return model
+
+
+def _stamp(model: keras.Model, entry: ModelEntry, tag: str | None, num_classes: int, spec_options: dict | None,
+           build_options: dict) -> None:
+    """The build record (`registry.build_record` reads it): written here and nowhere else."""
+    setattr(model, BUILD_RECORD, {
+        "model": entry.name, "tag": tag, "num_classes": num_classes, "spec_options": dict(spec_options or {}),
+        "build": {k: v for k, v in build_options.items() if k in RECORDED_BUILD_OPTIONS},
+    })
 
 
 def create_model(
@@ -109,12 +91,10 @@ def create_model(
     Build options: include_top, input_shape, input_tensor, pooling, classifier_activation,
     include_preprocessing, features_only, name.
     """
-    from keras_models import hub, presets
-
     if str(name).startswith(hub.HF_PREFIX):
-        return hub.create(name, weights=weights, num_classes=num_classes, pretrained=pretrained, **kwargs)
+        return _from_hub(name, weights=weights, num_classes=num_classes, **kwargs)
     if presets.is_preset(name):
-        return presets.load_preset(name, weights=weights, num_classes=num_classes, **kwargs)
+        return load_preset(name, weights=weights, num_classes=num_classes, **kwargs)
     entry, default_tag = resolve(name)
     tag = default_tag.tag if default_tag and "." in name else None
     if pretrained and weights is None:
@@ -123,6 +103,58 @@ def create_model(
     num_classes = same_classes(kwargs.pop("classes", None), num_classes)
     return create_from_entry(entry, weights=weights, tag=tag, num_classes=num_classes, spec_options=spec_options,
                              **kwargs)
+
+
+def _brings_own_weights(where: str, kwargs: dict) -> None:
+    """A Hub repo or a preset carries its weights: `weights=` other than None/"imagenet" is one line."""
+    kwargs.pop("pretrained", None)
+    if kwargs.pop("weights", None) not in (None, "imagenet"):
+        raise ValueError(f"{where} brings its own weights: drop weights=")
+
+
+def _from_hub(handle: str, *, num_classes: int | None = None, **kwargs) -> keras.Model:
+    """`hf://timm/rexnet_130.nav_in1k`: the repo's architecture with its weights; `num_classes`
+    other than the checkpoint's keeps the backbone and starts a new classifier."""
+    repo, revision = hub.parse(handle)
+    config = hub.read_config(repo, revision)
+    architecture = config["architecture"].split(".")[0]
+    entry = find_entry(architecture)
+    if entry is None:
+        raise hub.HubError(f"hf://{repo} is a {architecture}, which keras-models does not build "
+                           "(see `keras-models list`)")
+    _brings_own_weights(handle, kwargs)
+    tag = hub.pretrained_from_config(config)
+    spec_options = {k: kwargs.pop(k) for k in SPEC_OPTIONS if k in kwargs}
+    net = with_tag(make_spec(entry, spec_options), tag)
+    classes = same_classes(kwargs.pop("classes", None), num_classes if num_classes is not None else tag.num_classes)
+    model = build(net, num_classes=classes, **kwargs)
+    load_weights(model, str(hub.weights_file(repo, revision)), entry=entry, net=net, source="timm")
+    known = any(t.tag == tag.tag for t in entry.tags)  # a registry tag: a preset rebuilds it by name
+    _stamp(model, entry, tag.tag if known else None, classes, spec_options, kwargs)
+    return model
+
+
+def load_preset(preset_dir: str | os.PathLike, **overrides) -> keras.Model:
+    """`create_model(dir)`: build what the preset says and load its weights (`num_classes` other
+    than the preset's starts a new classifier on its backbone)."""
+    config, _, _ = presets.read_preset(preset_dir)
+    weights = str(Path(os.fspath(preset_dir)).expanduser() / presets.WEIGHTS)
+    _brings_own_weights(str(preset_dir), overrides)
+    options = {**config.get("build", {}), **config.get("spec_options", {})}
+    name = config["model"] + (f".{config['tag']}" if config.get("tag") else "")
+    classes = overrides.pop("num_classes", None) or config["num_classes"]
+    options.update(overrides)
+    if classes == config["num_classes"]:
+        model = create_model(name, num_classes=classes, **options)
+        load_weights(model, weights)
+        return model
+    source = create_model(name, num_classes=config["num_classes"], **options)
+    load_weights(source, weights)
+    model = create_model(name, num_classes=classes, **options)
+    named = {layer.name: [(w.path, keras.ops.convert_to_numpy(w), "id") for w in layer.weights]
+             for layer in source.layers if layer.weights}
+    assign(model, named, new_head_ok=True)
+    return model
 
 
 def same_classes(classes: int | None, num_classes: int | None) -> int:
@@ -136,29 +168,14 @@ def same_classes(classes: int | None, num_classes: int | None) -> int:
 
 
 def load_model(path, **kwargs) -> keras.Model:
-    """`keras.models.load_model` with this package's layers registered (e.g. a run's last.keras).
-
-    Plain `keras.models.load_model` works too once `keras_models.layers` has been imported.
-    """
-    import keras_models.layers  # noqa: F401  registers PartialResidual
-
+    """`keras.models.load_model`; plain `keras.saving.load_model` works as well once `keras_models`
+    is imported (it registers this package's layers)."""
     return keras.models.load_model(path, **kwargs)
-
-
-def eval_settings(name: str) -> tuple[ModelEntry, Pretrained | None, NetSpec, float, str]:
-    """(entry, tag, spec, crop_pct, interpolation) as `name` (bare: its default tag) evaluates."""
-    entry, tag = resolve(name)
-    net = with_tag(entry.make_spec(), tag)
-    crop = tag.crop_pct if tag and tag.crop_pct else entry.crop_pct
-    interpolation = tag.interpolation if tag and tag.interpolation else entry.interpolation
-    return entry, tag, net, crop, interpolation
 
 
 def model_info(name: str) -> dict:
     """Input size, crop_pct, interpolation, mean/std, params, MACs and published accuracy of a name
     or `name.tag` (a bare name: its default tag's, like timm's pretrained_cfg)."""
-    from keras_models.cost import count_macs, count_params
-
     entry, tag, net, crop, interpolation = eval_settings(name)
     size = net.default_size
     classes = tag.num_classes if tag else 1000
