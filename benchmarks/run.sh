@@ -4,6 +4,7 @@
 # into benchmarks/results/. Run on a quiet machine: every ratio is measured side by side in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # benchmarks/ is not installed: the repository provides it
 BIN=${BIN:-.venv/bin}
 OUT=${OUT:-benchmarks/results}  # another folder for another machine: OUT=benchmarks/results/<cpu> make bench
 mkdir -p "$OUT"

@@ -1,5 +1,8 @@
-"""`keras-models` command line: the library's commands (list, info, convert, predict, verify) and the
-ones installed packages add (train, eval, optimize, export from `training`; benchmark from `benchmarks`).
+"""ReXNet and EfficientNet for Keras: list, inspect, convert, predict, train, evaluate, export and optimize.
+
+The library's commands (list, info, convert, predict, save-preset, verify) and the ones other
+packages add (train, eval, optimize, export from `training`; benchmark from the repository's
+`benchmarks`).
 
 Every expected failure (bad path, wrong checkpoint, offline download) ends as one line on
 stderr and exit status 2; set KERAS_MODELS_DEBUG=1 to see the traceback instead.
@@ -248,10 +251,21 @@ def build_parser() -> argparse.ArgumentParser:
 def plugin_commands() -> list:
     """`add_subcommands(sub)` functions that installed packages declare under the entry-point group
     `keras_models.commands` (the trainer's train/eval/optimize/export, the benchmark tooling's
-    benchmark): the library's CLI finds them without importing, or depending on, either."""
+    benchmark): the library's CLI finds them without importing, or depending on, either.
+
+    `benchmarks` lives in the repository only (it is never installed into users' environments):
+    its `benchmark` command is there when the repository is on the path (`make bench`, the tests).
+    """
     from importlib.metadata import entry_points
 
-    return [ep.load() for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name)]
+    commands = []
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name):
+        try:
+            commands.append(ep.load())
+        except ModuleNotFoundError as e:
+            if e.name != ep.module.split(".")[0]:
+                raise
+    return commands
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -133,3 +133,13 @@ def test_the_cli_finds_training_and_benchmark_commands_through_entry_points():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert {"list", "info", "convert", "predict", "verify", "train", "eval", "optimize", "export",
             "benchmark"} <= set(sub.choices)
+
+
+def test_repository_tooling_is_not_installed_into_users_environments():
+    import configparser
+    import fnmatch
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    include = cfg["options.packages.find"]["include"].split()
+    assert not [p for p in include if fnmatch.fnmatch("benchmarks", p) or fnmatch.fnmatch("tests", p)], include
