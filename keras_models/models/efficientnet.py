@@ -161,8 +161,10 @@ def efficientnet_spec(
     )
 
 
-def _register(name, keras_name, stages, width, depth, res, dropout, crop, top1, top5, variant, keras_tag=None,
-              interpolation="bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD, style=None, head=1280):
+def _register(name: str, keras_name: str, *, stages, width: float, depth, res: int, dropout: float, crop: float,
+              variant: str, top1: float | None = None, top5: float | None = None, keras_tag: Pretrained | None = None,
+              interpolation: str = "bicubic", mean=IMAGENET_MEAN, std=IMAGENET_STD, style: NetStyle | None = None,
+              head: int = 1280) -> None:
     """One architecture; its tags are timm's (default first), then keras.applications' file if any."""
     def make_spec(dropout_rate: float = dropout, drop_connect_rate: float = 0.2,
                   drop_path_rate: float | None = None) -> NetSpec:
@@ -183,85 +185,111 @@ def _register(name, keras_name, stages, width, depth, res, dropout, crop, top1, 
 KERAS_TAG = "keras_in1k"  # keras.applications' .h5 (what `EfficientNetB0(weights="imagenet")` loads)
 
 
-def _keras_tag(url: str, md5: str, md5_notop: str, res: int, crop: float, top1, top5, mean, std) -> Pretrained:
+def _keras_tag(url: str, row: dict, mean, std) -> Pretrained | None:
+    """keras.applications' file of a table row (None where it has none)."""
+    if not row.get("md5"):
+        return None
     return Pretrained(
-        tag=KERAS_TAG, source="keras-applications", url=url + ".h5", md5=md5, notop_url=url + "_notop.h5",
-        notop_md5=md5_notop, input_size=res, crop_pct=crop, interpolation="bicubic", mean=mean, std=std,
-        top1=top1, top5=top5, license="apache-2.0",
+        tag=KERAS_TAG, source="keras-applications", url=url + ".h5", md5=row["md5"], notop_url=url + "_notop.h5",
+        notop_md5=row["md5_notop"], input_size=row["res"], crop_pct=row["crop"], interpolation="bicubic",
+        mean=mean, std=std, top1=row["top1"], top5=row["top5"], license="apache-2.0",
     )
+
+
+def _arch(row: dict, **changes) -> dict:
+    """A table row as `_register` options: the keras.applications file and the stage-table key left out."""
+    return {**{k: v for k, v in row.items() if k not in ("md5", "md5_notop", "table")}, **changes}
 
 
 _KERAS_V1 = "https://storage.googleapis.com/keras-applications/"
 _KERAS_V2 = "https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/"
 
-# name: width, depth, resolution, dropout, crop_pct, top-1, top-5, keras .h5 md5 (top, notop)
+# width, depth, input size, dropout, crop_pct, top-1/top-5, keras.applications' .h5 md5s (top, notop)
 _V1 = {
-    "b0": (1.0, 1.0, 224, 0.2, 0.875, 77.1, 93.3, "902e53a9f72be733fc0bcb005b3ebbac", "50bc09e76180e00e4465e1a485ddc09d"),
-    "b1": (1.0, 1.1, 240, 0.2, 0.882, 79.1, 94.4, "1d254153d4ab51201f1646940f018540", "74c4e6b3e1f6a1eea24c589628592432"),
-    "b2": (1.1, 1.2, 260, 0.3, 0.890, 80.1, 94.9, "b15cce36ff4dcbd00b6dd88e7857a6ad", "111f8e2ac8aa800a7a99e3239f7bfb39"),
-    "b3": (1.2, 1.4, 300, 0.3, 0.904, 81.6, 95.7, "ffd1fdc53d0ce67064dc6a9c7960ede0", "af6d107764bb5b1abb91932881670226"),
-    "b4": (1.4, 1.8, 380, 0.4, 0.922, 82.9, 96.4, "18c95ad55216b8f92d7e70b3a046e2fc", "ebc24e6d6c33eaebbd558eafbeedf1ba"),
-    "b5": (1.6, 2.2, 456, 0.4, 0.934, 83.6, 96.7, "ace28f2a6363774853a83a0b21b9421a", "38879255a25d3c92d5e44e04ae6cec6f"),
-    "b6": (1.8, 2.6, 528, 0.5, 0.942, 84.0, 96.8, "165f6e37dce68623721b423839de8be5", "9ecce42647a20130c1f39a5d4cb75743"),
-    "b7": (2.0, 3.1, 600, 0.5, 0.949, 84.3, 97.0, "8c03f828fec3ef71311cd463b6759d99", "cbcfe4450ddf6f3ad90b1b398090fe4a"),
-    "b8": (2.2, 3.6, 672, 0.5, 0.954, None, None, None, None),  # no keras.applications file
+    "b0": dict(width=1.0, depth=1.0, res=224, dropout=0.2, crop=0.875, top1=77.1, top5=93.3,
+               md5="902e53a9f72be733fc0bcb005b3ebbac", md5_notop="50bc09e76180e00e4465e1a485ddc09d"),
+    "b1": dict(width=1.0, depth=1.1, res=240, dropout=0.2, crop=0.882, top1=79.1, top5=94.4,
+               md5="1d254153d4ab51201f1646940f018540", md5_notop="74c4e6b3e1f6a1eea24c589628592432"),
+    "b2": dict(width=1.1, depth=1.2, res=260, dropout=0.3, crop=0.89, top1=80.1, top5=94.9,
+               md5="b15cce36ff4dcbd00b6dd88e7857a6ad", md5_notop="111f8e2ac8aa800a7a99e3239f7bfb39"),
+    "b3": dict(width=1.2, depth=1.4, res=300, dropout=0.3, crop=0.904, top1=81.6, top5=95.7,
+               md5="ffd1fdc53d0ce67064dc6a9c7960ede0", md5_notop="af6d107764bb5b1abb91932881670226"),
+    "b4": dict(width=1.4, depth=1.8, res=380, dropout=0.4, crop=0.922, top1=82.9, top5=96.4,
+               md5="18c95ad55216b8f92d7e70b3a046e2fc", md5_notop="ebc24e6d6c33eaebbd558eafbeedf1ba"),
+    "b5": dict(width=1.6, depth=2.2, res=456, dropout=0.4, crop=0.934, top1=83.6, top5=96.7,
+               md5="ace28f2a6363774853a83a0b21b9421a", md5_notop="38879255a25d3c92d5e44e04ae6cec6f"),
+    "b6": dict(width=1.8, depth=2.6, res=528, dropout=0.5, crop=0.942, top1=84.0, top5=96.8,
+               md5="165f6e37dce68623721b423839de8be5", md5_notop="9ecce42647a20130c1f39a5d4cb75743"),
+    "b7": dict(width=2.0, depth=3.1, res=600, dropout=0.5, crop=0.949, top1=84.3, top5=97.0,
+               md5="8c03f828fec3ef71311cd463b6759d99", md5_notop="cbcfe4450ddf6f3ad90b1b398090fe4a"),
+    "b8": dict(width=2.2, depth=3.6, res=672, dropout=0.5, crop=0.954),
 }
-# name: width, depth, resolution, dropout, crop_pct, fp32 top-1 (TF builder; timm's tags evaluate larger)
+# top-1: fp32 from the TF builder (timm's tags evaluate larger)
 _LITE = {
-    "lite0": (1.0, 1.0, 224, 0.2, 0.875, 75.1),
-    "lite1": (1.0, 1.1, 240, 0.2, 0.882, 76.7),
-    "lite2": (1.1, 1.2, 260, 0.3, 0.890, 77.6),
-    "lite3": (1.2, 1.4, 280, 0.3, 0.904, 79.8),
-    "lite4": (1.4, 1.8, 300, 0.3, 0.920, 81.5),
+    "lite0": dict(width=1.0, depth=1.0, res=224, dropout=0.2, crop=0.875, top1=75.1),
+    "lite1": dict(width=1.0, depth=1.1, res=240, dropout=0.2, crop=0.882, top1=76.7),
+    "lite2": dict(width=1.1, depth=1.2, res=260, dropout=0.3, crop=0.89, top1=77.6),
+    "lite3": dict(width=1.2, depth=1.4, res=280, dropout=0.3, crop=0.904, top1=79.8),
+    "lite4": dict(width=1.4, depth=1.8, res=300, dropout=0.3, crop=0.92, top1=81.5),
 }
-# name: table, width, depth, resolution, dropout, crop_pct, top-1, top-5, keras .h5 md5 (top, notop)
+# stage table, width, depth, input size, dropout, crop_pct, top-1/top-5, keras.applications' md5s
 _V2 = {
-    "b0": ("base", 1.0, 1.0, 224, 0.2, 0.875, 78.7, 94.3, "21ecbf6da12460d5c40bb2f29ceb2188", "893217f2bb855e2983157299931e43ff"),
-    "b1": ("base", 1.0, 1.1, 240, 0.2, 0.882, 79.8, 95.0, "069f0534ff22adf035c89e2d9547a9dc", "0e80663031ca32d657f9caa404b6ec37"),
-    "b2": ("base", 1.1, 1.2, 260, 0.3, 0.890, 80.5, 95.1, "424e49f28180edbde1e94797771950a7", "1dfe2e7a5d45b6632553a8961ea609eb"),
-    "b3": ("base", 1.2, 1.4, 300, 0.3, 0.904, 82.0, 95.8, "1f1fc43bd98a6e4fd8fdfd551e02c7a0", "f6abf7b5849ac99a89b50dd3fd532856"),
-    "s": ("s", 1.0, 1.0, 384, 0.2, 1.0, 83.9, 96.7, "e1d88a8495beba45748fedd0cecbe016", "af0682fb74e8c54910f2d4393339c070"),
-    "m": ("m", 1.0, 1.0, 480, 0.3, 1.0, 85.3, 97.4, "a3bf6aa3276309f4fc6a34aa114c95cd", "1b8dc055df72dde80d614482840fe342"),
-    "l": ("l", 1.0, 1.0, 480, 0.4, 1.0, 85.7, 97.5, "27e6d408b53c7ebc868fefa357689935", "b0b66b5c863aef5b46e8608fe1711615"),
+    "b0": dict(table="base", width=1.0, depth=1.0, res=224, dropout=0.2, crop=0.875, top1=78.7, top5=94.3,
+               md5="21ecbf6da12460d5c40bb2f29ceb2188", md5_notop="893217f2bb855e2983157299931e43ff"),
+    "b1": dict(table="base", width=1.0, depth=1.1, res=240, dropout=0.2, crop=0.882, top1=79.8, top5=95.0,
+               md5="069f0534ff22adf035c89e2d9547a9dc", md5_notop="0e80663031ca32d657f9caa404b6ec37"),
+    "b2": dict(table="base", width=1.1, depth=1.2, res=260, dropout=0.3, crop=0.89, top1=80.5, top5=95.1,
+               md5="424e49f28180edbde1e94797771950a7", md5_notop="1dfe2e7a5d45b6632553a8961ea609eb"),
+    "b3": dict(table="base", width=1.2, depth=1.4, res=300, dropout=0.3, crop=0.904, top1=82.0, top5=95.8,
+               md5="1f1fc43bd98a6e4fd8fdfd551e02c7a0", md5_notop="f6abf7b5849ac99a89b50dd3fd532856"),
+    "s": dict(table="s", width=1.0, depth=1.0, res=384, dropout=0.2, crop=1.0, top1=83.9, top5=96.7,
+               md5="e1d88a8495beba45748fedd0cecbe016", md5_notop="af0682fb74e8c54910f2d4393339c070"),
+    "m": dict(table="m", width=1.0, depth=1.0, res=480, dropout=0.3, crop=1.0, top1=85.3, top5=97.4,
+               md5="a3bf6aa3276309f4fc6a34aa114c95cd", md5_notop="1b8dc055df72dde80d614482840fe342"),
+    "l": dict(table="l", width=1.0, depth=1.0, res=480, dropout=0.4, crop=1.0, top1=85.7, top5=97.5,
+               md5="27e6d408b53c7ebc868fefa357689935", md5_notop="b0b66b5c863aef5b46e8608fe1711615"),
 }
 
-for _k, (_w, _d, _r, _drop, _crop, _t1, _t5, _md5, _md5_notop) in _V1.items():
-    _register(
-        f"tf_efficientnet_{_k}", f"efficientnet{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, _t1, _t5, "v1",
-        _keras_tag(f"{_KERAS_V1}efficientnet{_k}", _md5, _md5_notop, _r, _crop, _t1, _t5, IMAGENET_MEAN, IMAGENET_STD)
-        if _md5 else None,
-    )
-    _register(f"efficientnet_{_k}", f"efficientnet{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, None, None, "v1",
-              style=PYTORCH_STYLE)
-for _k, (_w, _d, _r, _drop, _crop, _t1) in _LITE.items():
-    _lite_interp = "bicubic" if _k in ("lite0", "lite1", "lite2") else "bilinear"
-    _register(f"tf_efficientnet_{_k}", f"efficientnet_{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, _t1, None, "lite",
-              interpolation=_lite_interp, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
-    _register(f"efficientnet_{_k}", f"efficientnet_{_k}", V1_STAGES, _w, _d, _r, _drop, _crop, None, None, "lite",
-              style=PYTORCH_STYLE)
-for _k, (_table, _w, _d, _r, _drop, _crop, _t1, _t5, _md5, _md5_notop) in _V2.items():
+_NATIVE_V2 = dataclasses.replace(PYTORCH_STYLE, dw_name=V2_STYLE.dw_name)  # timm's own V2 blocks
+_UNPUBLISHED = dict(top1=None, top5=None)  # a native twin: the published accuracy is the TF weights'
+for _k, _r in _V1.items():
+    _register(f"tf_efficientnet_{_k}", f"efficientnet{_k}", stages=V1_STAGES, variant="v1", **_arch(_r),
+              keras_tag=_keras_tag(f"{_KERAS_V1}efficientnet{_k}", _r, IMAGENET_MEAN, IMAGENET_STD))
+    _register(f"efficientnet_{_k}", f"efficientnet{_k}", stages=V1_STAGES, variant="v1", style=PYTORCH_STYLE,
+              **_arch(_r, **_UNPUBLISHED))
+for _k, _r in _LITE.items():
+    _register(f"tf_efficientnet_{_k}", f"efficientnet_{_k}", stages=V1_STAGES, variant="lite", **_arch(_r),
+              interpolation="bicubic" if _k in ("lite0", "lite1", "lite2") else "bilinear",
+              mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
+    _register(f"efficientnet_{_k}", f"efficientnet_{_k}", stages=V1_STAGES, variant="lite", style=PYTORCH_STYLE,
+              **_arch(_r, **_UNPUBLISHED))
+for _k, _r in _V2.items():
     _mean, _std = (IMAGENET_MEAN, IMAGENET_STD) if _k.startswith("b") else ((128 / 255,) * 3, (128 / 255,) * 3)
-    _register(
-        f"tf_efficientnetv2_{_k}", f"efficientnetv2-{_k}", V2_STAGES[_table], _w, _d, _r, _drop, _crop, _t1, _t5,
-        "v2", _keras_tag(f"{_KERAS_V2}efficientnetv2-{_k}", _md5, _md5_notop, _r, _crop, _t1, _t5, _mean, _std),
-        mean=_mean, std=_std,
-    )
+    _register(f"tf_efficientnetv2_{_k}", f"efficientnetv2-{_k}", stages=V2_STAGES[_r["table"]], variant="v2",
+              **_arch(_r), keras_tag=_keras_tag(f"{_KERAS_V2}efficientnetv2-{_k}", _r, _mean, _std),
+              mean=_mean, std=_std)
     if not _k.startswith("b"):  # timm's native V2-S/M/L (untrained in timm)
-        _register(f"efficientnetv2_{_k}", f"efficientnetv2-{_k}", V2_STAGES[_table], _w, _d, _r, _drop, _crop,
-                  None, None, "v2", style=dataclasses.replace(PYTORCH_STYLE, dw_name=V2_STYLE.dw_name))
+        _register(f"efficientnetv2_{_k}", f"efficientnetv2-{_k}", stages=V2_STAGES[_r["table"]], variant="v2",
+                  style=_NATIVE_V2, **_arch(_r, **_UNPUBLISHED))
 
-
-# name: width, depth, resolution, dropout, crop_pct (timm `_gen_efficientnet_edge`)
-_EDGE = {"es": (1.0, 1.0, 224, 0.2, 0.875), "em": (1.0, 1.1, 240, 0.2, 0.882), "el": (1.2, 1.4, 300, 0.3, 0.904)}
-# name: table, head, width, depth (per stage for rw_m), resolution, dropout, crop_pct (timm
-# `_gen_efficientnetv2_s`; rw_t is the official V2-S table scaled, rw_s/m timm's own table)
-_RW = {"rw_t": (V2_STAGES["s"], 1280, 0.8, 0.9, 224, 0.2, 1.0), "rw_s": (RW_STAGES, 1792, 1.0, 1.0, 288, 0.2, 1.0),
-       "rw_m": (RW_STAGES, 1792, 1.2, (1.2,) * 4 + (1.6,) * 2, 320, 0.3, 1.0)}
-for _k, (_w, _d, _r, _drop, _crop) in _EDGE.items():
-    _register(f"tf_efficientnet_{_k}", f"efficientnet_{_k}", EDGE_STAGES, _w, _d, _r, _drop, _crop, None, None,
-              "edge", mean=(0.5,) * 3, std=(0.5,) * 3)
-    _register(f"efficientnet_{_k}", f"efficientnet_{_k}", EDGE_STAGES, _w, _d, _r, _drop, _crop, None, None,
-              "edge", style=PYTORCH_STYLE)
-for _k, (_table, _head, _w, _d, _r, _drop, _crop) in _RW.items():
-    _register(f"efficientnetv2_{_k}", f"efficientnetv2_{_k}", _table, _w, _d, _r, _drop, _crop, None, None,
-              "v2_rw", style=dataclasses.replace(PYTORCH_STYLE, dw_name=V2_STYLE.dw_name), head=_head)
+# timm `_gen_efficientnet_edge`
+_EDGE = {
+    "es": dict(width=1.0, depth=1.0, res=224, dropout=0.2, crop=0.875),
+    "em": dict(width=1.0, depth=1.1, res=240, dropout=0.2, crop=0.882),
+    "el": dict(width=1.2, depth=1.4, res=300, dropout=0.3, crop=0.904),
+}
+# timm `_gen_efficientnetv2_s`: rw_t is the official V2-S table scaled, rw_s/m timm's own table
+# (rw_m's depth is per stage)
+_RW = {
+    "rw_t": dict(stages=V2_STAGES["s"], head=1280, width=0.8, depth=0.9, res=224, dropout=0.2, crop=1.0),
+    "rw_s": dict(stages=RW_STAGES, head=1792, width=1.0, depth=1.0, res=288, dropout=0.2, crop=1.0),
+    "rw_m": dict(stages=RW_STAGES, head=1792, width=1.2, depth=(1.2,) * 4 + (1.6,) * 2, res=320, dropout=0.3,
+                 crop=1.0),
+}
+for _k, _r in _EDGE.items():
+    _register(f"tf_efficientnet_{_k}", f"efficientnet_{_k}", stages=EDGE_STAGES, variant="edge", **_r,
+              mean=(0.5,) * 3, std=(0.5,) * 3)
+    _register(f"efficientnet_{_k}", f"efficientnet_{_k}", stages=EDGE_STAGES, variant="edge", style=PYTORCH_STYLE,
+              **_r)
+for _k, _r in _RW.items():
+    _register(f"efficientnetv2_{_k}", f"efficientnetv2_{_k}", variant="v2_rw", style=_NATIVE_V2, **_r)
