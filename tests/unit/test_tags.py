@@ -70,13 +70,13 @@ def test_keras_applications_constructors_keep_keras_weights(monkeypatch, tmp_pat
         km.create_model("tf_efficientnet_b0", weights="imagenet")
 
 
-def test_the_readme_weights_table_lists_every_tag():
+def test_the_guides_weights_table_lists_every_tag():
     from helpers import ROOT
 
-    readme = (ROOT / "README.md").read_text()
+    guide = (ROOT / "docs" / "weights-and-hub.md").read_text()
     for name in km.list_models(pretrained=True):
         arch, tag = name.split(".", 1)
-        assert f"| `{arch}` | `{tag}`" in readme, f"{name} is missing from the README's weights table"
+        assert f"| `{arch}` | `{tag}`" in guide, f"{name} is missing from docs/weights-and-hub.md's weights table"
 
 
 def test_squash_tags_evaluate_without_keeping_the_aspect():
