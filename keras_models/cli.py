@@ -161,32 +161,47 @@ def _print_top(args, model, transform, labels) -> None:
             print(f"  {rank}. {name:<28} {row[i]:.3f}")
 
 
-def _cmd_save_preset(args) -> None:
-    """A trained run's weights (or an ImageNet tag) as a keras-hub-layout preset folder."""
+def _trained_model(args):
+    """(model, labels, crop_pct, interpolation) of `--weights` (a run's file, or `imagenet` with --model)."""
     from keras_models.factory import create_model
     from keras_models.models import eval_settings
-    from keras_models.presets import save_preset
     from keras_models.run_files import read_labels, read_run_files
 
     if args.weights == "imagenet":
         if not args.model:
             raise CLIError("--weights imagenet needs --model NAME[.TAG]")
-        model = create_model(args.model, weights="imagenet")
-        labels = None
-        crop = interp = None
-    else:
-        run = read_run_files(args.weights)
-        name = args.model or run.model
-        if not name:
-            raise CLIError(f"no config.yaml beside {args.weights} names its model: pass --model")
-        labels = read_labels(args.labels) if args.labels else run.labels
-        classes = args.num_classes or run.num_classes or (len(labels) if labels else 1000)
-        _, _, net, crop, interp = eval_settings(name)
-        size = run.image_size or net.default_size
-        model = create_model(name, weights=args.weights, num_classes=classes, input_shape=(size, size, 3))
-        crop = run.crop_pct or crop
+        return create_model(args.model, weights="imagenet"), None, None, None
+    run = read_run_files(args.weights)
+    name = args.model or run.model
+    if not name:
+        raise CLIError(f"no config.yaml beside {args.weights} names its model: pass --model")
+    labels = read_labels(args.labels) if args.labels else run.labels
+    classes = args.num_classes or run.num_classes or (len(labels) if labels else 1000)
+    _, _, net, crop, interp = eval_settings(name)
+    size = run.image_size or net.default_size
+    model = create_model(name, weights=args.weights, num_classes=classes, input_shape=(size, size, 3))
+    return model, labels, run.crop_pct or crop, interp
+
+
+def _cmd_save_preset(args) -> None:
+    """A trained run's weights (or an ImageNet tag) as a keras-hub-layout preset folder."""
+    from keras_models.presets import save_preset
+
+    model, labels, crop, interp = _trained_model(args)
     out = save_preset(model, args.out, labels=labels, crop_pct=crop, interpolation=interp)
     print(f"wrote preset {out} ({model.name}, {model.output_shape[-1]} classes, {model.count_params():,} weights)")
+
+
+def _cmd_save_timm(args) -> None:
+    """A trained run's weights as a timm checkpoint folder (config.json + model.safetensors)."""
+    from keras_models.registry import build_record
+    from keras_models.timm_format import save_timm
+
+    model, labels, _, _ = _trained_model(args)
+    out = save_timm(model, args.out, labels=labels)
+    classes, name = model.output_shape[-1], build_record(model)["model"]
+    print(f"wrote timm checkpoint {out} ({classes} classes): timm.create_model('{name}', pretrained=True, "
+          f"num_classes={classes}, pretrained_cfg_overlay=dict(file='{out}/model.safetensors', num_classes={classes}))")
 
 
 def _cmd_verify(args) -> None:
@@ -229,14 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="class names, one per line (default: labels.txt beside the weights)")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("save-preset", help="a run's weights (or an ImageNet tag) as a keras-hub-layout preset")
-    p.add_argument("--weights", required=True, help="a run's weights file (its config.yaml and labels.txt are "
-                   "read) or imagenet")
-    p.add_argument("--model", help="registry name[.tag] (default: the run's)")
-    p.add_argument("--num-classes", type=positive_int, help="the weights' class count (default: the run's)")
-    p.add_argument("--labels", help="class names, one per line (default: labels.txt beside the weights)")
-    p.add_argument("--out", required=True, help="preset folder to create (must not exist)")
-    p.set_defaults(func=_cmd_save_preset)
+    for command, what, func in (("save-preset", "a keras-hub-layout preset", _cmd_save_preset),
+                                ("save-timm", "a timm checkpoint (config.json + model.safetensors)", _cmd_save_timm)):
+        p = sub.add_parser(command, help=f"a run's weights (or an ImageNet tag) as {what}")
+        p.add_argument("--weights", required=True, help="a run's weights file (its config.yaml and labels.txt are "
+                       "read) or imagenet")
+        p.add_argument("--model", help="registry name[.tag] (default: the run's)")
+        p.add_argument("--num-classes", type=positive_int, help="the weights' class count (default: the run's)")
+        p.add_argument("--labels", help="class names, one per line (default: labels.txt beside the weights)")
+        p.add_argument("--out", required=True, help="folder to create (must not exist)")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("verify", help="re-check an export version: serving contract, TFLite, ONNX vs Keras")
     p.add_argument("version_dir", help="e.g. saved_models/rexnet_100/1 (or saved_models/rexnet_100: the latest)")

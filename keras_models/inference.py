@@ -13,7 +13,7 @@ from keras import layers
 
 from keras_models.backend import use_jit
 from keras_models.layers import DepthwiseSE, Render, rendering
-from keras_models.spec import build
+from keras_models.spec import build, rendered_spec
 
 
 def inference_model(model: keras.Model, jit_compile: str = "auto") -> keras.Model:
@@ -23,7 +23,7 @@ def inference_model(model: keras.Model, jit_compile: str = "auto") -> keras.Mode
     Works on models built by keras_models (`create_model`, `ReXNet(...)`, ...), not on
     `features_only` extractors or models loaded from a `.keras` file.
     """
-    record = getattr(model, "_keras_models_build", None)
+    record = rendered_spec(model)
     if record is None:
         raise ValueError(f"inference_model needs a model built by keras_models (create_model, ReXNet, "
                          f"EfficientNet...); {model.name!r} was not")
@@ -37,7 +37,7 @@ def inference_model(model: keras.Model, jit_compile: str = "auto") -> keras.Mode
 def serving_graph(model: keras.Model) -> keras.Model:
     """What an export should run: the inference rendering of a keras_models model, with XLA off
     (the serving device is not known here), or any other model as it is."""
-    if getattr(model, "_keras_models_build", None) is None:
+    if rendered_spec(model) is None:
         return model
     return inference_model(model, jit_compile="off")
 

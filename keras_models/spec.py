@@ -139,8 +139,17 @@ def build(
         x = K.layers.GlobalMaxPooling2D(name="max_pool")(x)
     model = K.Model(_source_inputs(inputs, input_tensor), x, name=name)
     # What `keras_models.inference_model` re-renders (untracked: not a weight, not saved).
-    object.__setattr__(model, "_keras_models_build", (net, options))
+    object.__setattr__(model, SPEC_RECORD, (net, options))
     return model
+
+
+SPEC_RECORD = "_keras_models_build"
+
+
+def rendered_spec(model: keras.Model) -> tuple[NetSpec, dict] | None:
+    """(spec, build options) a model was rendered from by `build`; None for any other model
+    (one loaded from a `.keras` file, a `features_only` extractor, a model of another library)."""
+    return getattr(model, SPEC_RECORD, None)
 
 
 def _mixed_policy(K) -> bool:

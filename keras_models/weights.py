@@ -22,13 +22,14 @@ from keras_models.state_dicts import CheckpointError, read_checkpoint, read_name
 
 SOURCES = ("timm", "official", "lukemelas", "keras-applications")
 
-# name -> (forward transform, inverse shape map for messages)
+# name -> (checkpoint array to Keras layout, Keras array back to the checkpoint's, Keras shape to the
+# checkpoint's for messages): the same table converts in both directions.
 _TRANSFORMS = {
-    "id": (lambda a: a, lambda s: s),
-    "conv": (lambda a: a.transpose(2, 3, 1, 0), lambda s: (s[3], s[2], s[0], s[1])),
-    "dw": (lambda a: a.transpose(2, 3, 0, 1), lambda s: (s[2], s[3], s[0], s[1])),
-    "linear": (lambda a: a.T, lambda s: (s[1], s[0])),
-    "conv_as_linear": (lambda a: a[:, :, 0, 0].T, lambda s: (s[1], s[0], 1, 1)),
+    "id": (lambda a: a, lambda a: a, lambda s: s),
+    "conv": (lambda a: a.transpose(2, 3, 1, 0), lambda a: a.transpose(3, 2, 0, 1), lambda s: (s[3], s[2], s[0], s[1])),
+    "dw": (lambda a: a.transpose(2, 3, 0, 1), lambda a: a.transpose(2, 3, 0, 1), lambda s: (s[2], s[3], s[0], s[1])),
+    "linear": (lambda a: a.T, lambda a: a.T, lambda s: (s[1], s[0])),
+    "conv_as_linear": (lambda a: a[:, :, 0, 0].T, lambda a: a.T[:, :, None, None], lambda s: (s[1], s[0], 1, 1)),
 }
 _KIND_KEYS = {
     "conv": ((".weight", "conv"),),
@@ -180,6 +181,24 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], net: NetSpec, source: 
     return named
 
 
+def to_state_dict(model: keras.Model, net: NetSpec, source: str = "timm") -> dict[str, np.ndarray]:
+    """The inverse of `convert_state_dict`: `model`'s weights under `source`'s key names and tensor
+    layouts (BatchNorm's `num_batches_tracked` included, as PyTorch writes it)."""
+    layers = {layer.name: layer for layer in model.layers}
+    state_dict = {}
+    for layer_name, prefix, kind in source_mapping(net, source):
+        layer = layers.get(layer_name)
+        if layer is None or len(layer.weights) != len(_KIND_KEYS[kind]):
+            raise CheckpointError(f"{model.name} has no layer '{layer_name}' as {net.name} builds it: "
+                                  "a model built with include_top=False or features_only has no classifier to write")
+        for (suffix, transform), variable in zip(_KIND_KEYS[kind], layer.weights):
+            array = keras.ops.convert_to_numpy(variable).astype(np.float32)
+            state_dict[prefix + suffix] = np.ascontiguousarray(_TRANSFORMS[transform][1](array))
+        if kind == "bn":
+            state_dict[prefix + ".num_batches_tracked"] = np.zeros((), np.int64)
+    return state_dict
+
+
 def h5_named(path: Path) -> Named:
     return {layer: [(key, arr, "id") for key, arr in ws] for layer, ws in read_named_h5(path).items()}
 
@@ -204,7 +223,7 @@ def assign(model: keras.Model, named: Named, *, strict: bool = True, new_head_ok
         arrays = []
         for (key, src, transform), var in zip(entries, variables):
             check_values(key, src)
-            forward, inverse = _TRANSFORMS[transform]
+            forward, _, inverse = _TRANSFORMS[transform]
             want = tuple(var.shape)
             value = forward(src) if src.ndim == len(inverse(want)) else src
             if tuple(value.shape) != want:
