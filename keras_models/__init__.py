@@ -28,6 +28,7 @@ _EXPORTS = {
     "save_preset": "keras_models.presets",
     "load_preset": "keras_models.factory",
     "save_timm": "keras_models.timm_format",
+    "push_to_hub": "keras_models.publish",
 }
 
 
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from keras_models.inference import inference_model  # noqa: F401
     from keras_models.models import list_models  # noqa: F401
     from keras_models.presets import save_preset  # noqa: F401
+    from keras_models.publish import push_to_hub  # noqa: F401
     from keras_models.spec import feature_extractor, feature_taps  # noqa: F401
     from keras_models.timm_format import save_timm  # noqa: F401
 
@@ -79,5 +81,5 @@ __all__ = [  # noqa: F822
     "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3", "EfficientNetV2S", "EfficientNetV2M",
     "EfficientNetV2L", "PartialResidual", "ReXNet", "create_model", "decode_predictions",
     "feature_extractor", "feature_taps", "imagenet_classes", "inference_model", "list_models", "load_model",
-    "load_preset", "model_info", "preprocess_input", "save_preset", "save_timm",
+    "load_preset", "model_info", "preprocess_input", "push_to_hub", "save_preset", "save_timm",
 ]

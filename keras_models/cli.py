@@ -204,6 +204,29 @@ def _cmd_save_timm(args) -> None:
           f"num_classes={classes}, pretrained_cfg_overlay=dict(file='{out}/model.safetensors', num_classes={classes}))")
 
 
+def _cmd_push(args) -> None:
+    """A run, a weights file or a preset folder to the Hub, as a timm repo or a preset."""
+    from keras_models import presets
+    from keras_models.factory import create_model
+    from keras_models.publish import push_to_hub
+
+    source = Path(args.source).expanduser()
+    crop = interp = run = None
+    if presets.is_preset(source) and (source / presets.CONFIG).is_file():
+        _, pre, labels = presets.read_preset(source)
+        model, crop, interp = create_model(str(source)), pre.get("crop_pct"), pre.get("interpolation")
+    else:
+        if source.is_dir():
+            source = source / "best.weights.h5"
+        if not source.is_file():
+            raise CLIError(f"{args.source} is not a run folder, a weights file or a preset folder")
+        args.weights, run = str(source), source.parent
+        model, labels, crop, interp = _trained_model(args)
+    url = push_to_hub(model, args.repo, format=args.format, labels=labels, run=run, crop_pct=crop,
+                      interpolation=interp, private=args.private)
+    print(f"published {args.repo} ({args.format}): {url}")
+
+
 def _cmd_verify(args) -> None:
     from keras_models.export import verify
 
@@ -254,6 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--labels", help="class names, one per line (default: labels.txt beside the weights)")
         p.add_argument("--out", required=True, help="folder to create (must not exist)")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("push", help="publish a run, weights file or preset to the Hugging Face Hub (one commit)")
+    p.add_argument("source", help="a run folder (its best.weights.h5), a weights file, or a preset folder")
+    p.add_argument("repo", help="hf://ORG/NAME (created if absent; HF_TOKEN or `hf auth login` authorises)")
+    p.add_argument("--format", choices=("timm", "preset"), default="timm",
+                   help="timm: loads in timm and here (default); preset: keras-models' own folder")
+    p.add_argument("--model", help="registry name[.tag] (default: the run's)")
+    p.add_argument("--num-classes", type=positive_int, help="the weights' class count (default: the run's)")
+    p.add_argument("--labels", help="class names, one per line (default: labels.txt beside the weights)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.set_defaults(func=_cmd_push)
 
     p = sub.add_parser("verify", help="re-check an export version: serving contract, TFLite, ONNX vs Keras")
     p.add_argument("version_dir", help="e.g. saved_models/rexnet_100/1 (or saved_models/rexnet_100: the latest)")

@@ -113,10 +113,15 @@ def _brings_own_weights(where: str, kwargs: dict) -> None:
 
 
 def _from_hub(handle: str, *, num_classes: int | None = None, **kwargs) -> keras.Model:
-    """`hf://timm/rexnet_130.nav_in1k`: the repo's architecture with its weights; `num_classes`
-    other than the checkpoint's keeps the backbone and starts a new classifier."""
+    """`hf://timm/rexnet_130.nav_in1k`: the repo's architecture with its weights (a timm repo, or a
+    keras-models preset pushed to the Hub); `num_classes` other than the checkpoint's keeps the
+    backbone and starts a new classifier."""
     repo, revision = hub.parse(handle)
     config = hub.read_config(repo, revision)
+    if hub.is_preset_config(config):  # pushed with --format preset: a preset folder on the Hub
+        folder = hub.snapshot(repo, (presets.CONFIG, presets.WEIGHTS, presets.METADATA),
+                              (presets.PREPROCESSOR, presets.LABELS), revision)
+        return load_preset(folder, num_classes=num_classes, **kwargs)
     architecture = config["architecture"].split(".")[0]
     entry = find_entry(architecture)
     if entry is None:

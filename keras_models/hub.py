@@ -115,9 +115,53 @@ def read_config(repo: str, revision: str | None = None) -> dict:
         config = json.loads(path.read_text())
     except ValueError as e:
         raise HubError(f"hf://{repo}/config.json is not JSON ({e})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
-        raise HubError(f"hf://{repo}/config.json names no architecture: not a timm model repo")
+    if not isinstance(config, dict) or not (isinstance(config.get("architecture"), str) or is_preset_config(config)):
+        raise HubError(f"hf://{repo}/config.json names no architecture: not a timm model repo or a keras-models preset")
     return config
+
+
+def is_preset_config(config: dict) -> bool:
+    """A keras-models preset's config.json (pushed with --format preset), not a timm one."""
+    return config.get("module") == "keras_models" and isinstance(config.get("config"), dict)
+
+
+def snapshot(repo: str, files: tuple[str, ...], optional: tuple[str, ...] = (), revision: str | None = None) -> Path:
+    """Download `files` (and those of `optional` the repo has) of one revision: their shared folder."""
+    folder = download(repo, files[0], revision).parent
+    for name in files[1:]:
+        download(repo, name, revision)
+    for name in optional:
+        try:
+            download(repo, name, revision)
+        except HubError as e:
+            if "has no file" not in str(e):
+                raise
+    return folder
+
+
+def upload(repo: str, folder: Path, *, message: str, private: bool = False, revision: str | None = None) -> str:
+    """Publish every file of `folder` to a Hub model repo (created if absent) in one commit: either
+    all of them appear or none (a failed upload leaves the repo as it was). The token is
+    huggingface_hub's own (`HF_TOKEN`, else `hf auth login`'s cache)."""
+    try:
+        from huggingface_hub import HfApi
+    except ImportError:
+        raise HubError("pushing needs huggingface_hub: pip install huggingface_hub") from None
+    where = f"hf://{repo}"
+    if not _reachable(_endpoint()):
+        raise HubError(f"{where}: cannot reach {_endpoint()}")
+    api = HfApi(endpoint=_endpoint())
+    try:
+        api.create_repo(repo, private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo, folder_path=str(folder), revision=revision, commit_message=message)
+    except Exception as e:  # HfHubHTTPError, httpx's errors from an LFS transfer, OSError, ValueError
+        response = getattr(e, "response", None)
+        why = {401: "the Hub refused the token (set HF_TOKEN, or run `hf auth login`)",
+               403: "this token may not write there (a write token of that user or organisation?)",
+               404: "no such repository or revision"}.get(getattr(response, "status_code", None))
+        raise HubError(f"{where}: {why or (str(e).strip() or type(e).__name__).splitlines()[0]}; "
+                       "nothing was published") from None
+    return info.commit_url
 
 
 def weights_file(repo: str, revision: str | None = None) -> Path:
