@@ -108,7 +108,9 @@ def _cmd_predict(args) -> None:
 
     run = read_run_files(args.weights)
     name = args.model or run.model or DEFAULT_PREDICT_MODEL
-    if name.startswith("hf://") or Path(name).is_dir():
+    from keras_models.presets import is_preset
+
+    if name.startswith("hf://") or is_preset(name):
         return _predict_packaged(args, name)
     _, tag, net, crop, interpolation = eval_settings(name)
     labels = read_labels(args.labels) if args.labels else run.labels
@@ -134,10 +136,16 @@ def _predict_packaged(args, name: str) -> None:
 
     if args.weights not in ("imagenet", None):
         raise CLIError(f"{name} brings its own weights: drop --weights")
-    if name.startswith("hf://"):
-        tag = hub.pretrained_from_config(hub.read_config(*hub.parse(name)))
-        size, crop, interp, labels = tag.input_size or 224, tag.crop_pct or 0.875, tag.interpolation, None
-        mode = tag.crop_mode
+    config = hub.read_config(*hub.parse(name)) if name.startswith("hf://") else None
+    if config is not None and hub.is_preset_config(config):  # a preset pushed to the Hub: its own folder
+        repo, revision = hub.parse(name)
+        name = str(hub.snapshot(repo, (presets.CONFIG, presets.WEIGHTS, presets.METADATA),
+                                (presets.PREPROCESSOR, presets.LABELS), revision))
+        config = None
+    if config is not None:
+        tag = hub.pretrained_from_config(config)
+        size, crop, interp = tag.input_size or 224, tag.crop_pct or 0.875, tag.interpolation
+        mode, labels = tag.crop_mode, config.get("label_names")
     else:
         _, pre, labels = presets.read_preset(name)
         size, crop, interp = pre["image_size"][0], pre["crop_pct"], pre["interpolation"]

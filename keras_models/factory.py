@@ -8,6 +8,7 @@ assigned by `sources.load_weights`, and the build record is stamped once, here.
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -167,9 +168,9 @@ def same_classes(classes: int | None, num_classes: int | None) -> int:
     if classes is not None and num_classes is not None and classes != num_classes:
         raise ValueError(f"classes={classes} and num_classes={num_classes} disagree: pass one of them")
     value = num_classes if num_classes is not None else (classes if classes is not None else 1000)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:  # numpy's ints too
         raise ValueError(f"num_classes must be a whole number >= 1; got {value!r}")
-    return value
+    return int(value)
 
 
 def load_model(path, **kwargs) -> keras.Model:

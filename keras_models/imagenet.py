@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from functools import lru_cache
 from importlib import resources
 
@@ -21,6 +22,8 @@ def decode_predictions(preds, top: int = 5) -> list[list[tuple[str, str, float]]
     preds = np.asarray(preds)
     if preds.ndim != 2 or preds.shape[1] != 1000:
         raise ValueError(f"decode_predictions expects (samples, 1000) ImageNet scores, got {preds.shape}")
+    if isinstance(top, bool) or not isinstance(top, numbers.Integral) or top < 1:
+        raise ValueError(f"top must be a whole number >= 1, e.g. 5; got {top!r}")
     classes = imagenet_classes()
     out = []
     for row in preds:

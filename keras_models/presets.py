@@ -13,12 +13,13 @@ import datetime
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import keras
 
 from keras_models.files import file_digest, owned_temp_prefix, remove_stale
-from keras_models.models import eval_settings
+from keras_models.models import eval_settings, find_entry
 from keras_models.registry import build_record
 from keras_models.state_dicts import CheckpointError
 
@@ -26,8 +27,21 @@ CONFIG, WEIGHTS, METADATA, PREPROCESSOR, LABELS = (
     "config.json", "model.weights.h5", "metadata.json", "preprocessor.json", "labels.txt")
 
 
-def is_preset(name: str) -> bool:
-    return Path(os.fspath(name)).expanduser().is_dir()
+def is_preset(name: str | os.PathLike) -> bool:
+    """Whether `name` means a preset folder rather than a registry name: written as a path (`./x`,
+    `~/x`, `a/b`, a PathLike) and a folder; or a bare word no registry name matches whose folder
+    holds a preset's config.json. A registry name stays one (a warning says so) even where a
+    folder of that name is in the working directory: a run's `--out rexnet_100` hides nothing."""
+    text = os.fspath(name)
+    if isinstance(name, os.PathLike) or text.startswith((".", "~")) or os.sep in text or "/" in text:
+        return Path(text).expanduser().is_dir()
+    holds_preset = (Path(text) / CONFIG).is_file()
+    if find_entry(text) is not None:
+        if holds_preset:
+            warnings.warn(f"{text!r} is taken as the registry name; for the preset folder of that name write "
+                          f"./{text}", stacklevel=3)
+        return False
+    return holds_preset
 
 
 def save_preset(model: keras.Model, preset_dir: str | os.PathLike, *, labels: list[str] | None = None,

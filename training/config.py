@@ -188,6 +188,11 @@ class TrainConfig:
             raise ConfigError(f"image_size must be >= 32 (the nets downsample 32x); got {self.image_size}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be > 0; got {self.lr}")
+        if not 0 <= self.min_lr or (self.lr is not None and self.min_lr > self.lr):
+            peak = f" (the peak lr is {self.lr:g})" if self.lr is not None else ""
+            raise ConfigError(f"min_lr must be in [0, lr]: the schedule decays to it{peak}; got {self.min_lr}")
+        if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), e.g. 0.1; got {self.label_smoothing}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
         if not 0 < self.val_split < 1:

@@ -167,12 +167,23 @@ def _scan_classes(root: Path, class_names: list[str] | None = None) -> _Listing:
     return _Listing(class_names, files, labels, skipped, short_side, jpeg_only)
 
 
+HELD_OUT_FOLDERS = ("val", "validation", "valid", "test")  # beside train/, in this order of preference
+
+
 def _folder(root: Path, val_split: float, seed: int) -> DataSource:
-    """`root/<class>/*.jpg`, or `root/train/<class>/...` with `root/val` (or `validation`)."""
+    """`root/<class>/*.jpg`, or `root/train/<class>/...` with a held-out split beside it: `val`,
+    `validation`, `valid` or `test` (the first of these that exists)."""
     if not root.is_dir():
         raise DataError(f"folder {root} does not exist")
-    val_root = next((root / v for v in ("val", "validation") if (root / v).is_dir()), None)
+    val_root = next((root / v for v in HELD_OUT_FOLDERS if (root / v).is_dir()), None)
+    if not (root / "train").is_dir() or val_root is None:
+        splits = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name in ("train", *HELD_OUT_FOLDERS))
+        if splits:  # a split layout half there: its folder names must not become classes
+            raise DataError(f"{root} has split folder(s) {', '.join(splits)} but not both train/ and one of "
+                            f"{', '.join(HELD_OUT_FOLDERS)}/: give both, or put class folders directly in {root}")
     if (root / "train").is_dir() and val_root is not None:
+        if val_root.name != "val":
+            print(f"{root}: training on train/, validating on {val_root.name}/", file=sys.stderr)
         listing = _scan_classes(root / "train")
         val_listing = _scan_classes(val_root, listing.class_names)
         tr_files, tr_labels, va_files, va_labels = listing.files, listing.labels, val_listing.files, val_listing.labels

@@ -51,6 +51,9 @@ CASES = [
     (["train", "--data", "tfds:nonexistent", "--out", "{tmp}/r"], "tensorflow-datasets has no dataset 'nonexistent'",
      "!{tmp}/r"),
     (["train", "--worker-timeout", "0", "--out", "{tmp}/r"], "worker_timeout must be > 0 seconds", "!{tmp}/r"),
+    (["train", "--lr", "0.05", "--min-lr", "10", "--out", "{tmp}/r"],  # #34: raised the LR 320x past the peak
+     "min_lr must be in [0, lr]: the schedule decays to it (the peak lr is 0.05); got 10.0", "!{tmp}/r"),
+    (["train", "--label-smoothing", "1.5", "--out", "{tmp}/r"], "label_smoothing must be in [0, 1)", "!{tmp}/r"),
     # eval, export
     (["eval", "--weights", "{tmp}/missing.weights.h5"], "weights file {tmp}/missing.weights.h5 does not exist"),
     (["eval", "--weights", "{tmp}/other.weights.h5", "--batch-size", "0"], "argument --batch-size: must be a whole"),
@@ -156,3 +159,22 @@ def test_a_bomb_in_a_training_folder_is_skipped_and_counted(bad_files, capsys):
         (folder / "a" / "bomb.png").unlink()
         for p in (folder / "empty").iterdir():
             p.unlink()
+
+
+def test_a_min_lr_above_the_recipes_peak_is_refused_when_the_peak_is_filled_in():
+    from training.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match=r"min_lr must be in \[0, lr\].*peak lr is 0.0625"):
+        TrainConfig(min_lr=10.0, out="r").resolve("rexnet", {}, num_classes=10, default_size=224,
+                                                    default_crop_pct=0.875)
+
+
+@pytest.mark.parametrize("top", [0, -1, 2.5, True])
+def test_decode_predictions_refuses_a_top_that_is_not_a_count(top):
+    with pytest.raises(ValueError, match="top must be a whole number >= 1"):
+        km.decode_predictions(np.full((1, 1000), 1e-3), top=top)
+
+
+def test_numpy_class_counts_are_whole_numbers():
+    model = km.create_model("rexnet_100", num_classes=np.int64(10), input_shape=(32, 32, 3))
+    assert model.output_shape == (None, 10)

@@ -63,3 +63,18 @@ def test_a_trained_run_becomes_a_preset_with_its_labels(digits_run, tmp_path):
     assert pre["image_size"] == [32, 32]
     again = run_cli("save-preset", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "p"))
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_a_folder_named_like_a_model_hides_nothing(tmp_path, monkeypatch):
+    """#34: `train --out rexnet_100` (or an empty `mkdir rexnet_100`) made `rexnet_100` mean that folder."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rexnet_100").mkdir()
+    assert km.create_model("rexnet_100", num_classes=3, input_shape=(32, 32, 3)).output_shape == (None, 3)
+    (tmp_path / "rexnet_100").rmdir()
+    km.save_preset(km.create_model("rexnet_100", num_classes=2, input_shape=(32, 32, 3)), "rexnet_100")
+    with pytest.warns(UserWarning, match="taken as the registry name; for the preset folder of that name write "
+                                         "./rexnet_100"):
+        assert km.create_model("rexnet_100", input_shape=(32, 32, 3)).output_shape == (None, 1000)
+    assert km.create_model("./rexnet_100").output_shape == (None, 2)  # written as a path: the folder
+    km.save_preset(km.create_model("rexnet_100", num_classes=4, input_shape=(32, 32, 3)), "mine")
+    assert km.create_model("mine").output_shape == (None, 4)  # a bare word no model has: the preset folder

@@ -61,16 +61,28 @@ def test_folder_skips_bad_files_and_keeps_going(digits_folder, capsys):
     assert val_good + val_bad == src.num_val
 
 
-def test_folder_with_train_val_subfolders(tmp_path, digits_folder):
-    for split in ("train", "val"):
+@pytest.mark.parametrize("held_out", ["val", "validation", "valid", "test"])
+def test_folder_with_train_and_held_out_subfolders(tmp_path, digits_folder, held_out):
+    """#34: train/ + test/ (or valid/) used to train a two-class "test"/"train" classifier."""
+    for split in ("train", held_out):
         for cls in ("a", "b"):
             (tmp_path / split / cls).mkdir(parents=True)
     files = sorted(digits_folder.glob("digit_*/*.png"))[:12]
     for i, f in enumerate(files):
-        split = "val" if i % 3 == 0 else "train"
+        split = held_out if i % 3 == 0 else "train"
         (tmp_path / split / ("a" if i % 2 else "b") / f.name).write_bytes(f.read_bytes())
     src = data_lib.load(f"folder:{tmp_path}")
     assert (src.num_train, src.num_val, src.class_names) == (8, 4, ["a", "b"])
+
+
+def test_a_half_split_layout_is_refused_not_taken_as_classes(tmp_path, digits_folder):
+    for split in ("train", "holdout"):
+        (tmp_path / split / "a").mkdir(parents=True)
+        for f in sorted(digits_folder.glob("digit_*/*.png"))[:3]:
+            (tmp_path / split / "a" / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(data_lib.DataError, match=r"has split folder\(s\) train but not both train/ and one of "
+                                                 r"val, validation, valid, test/"):
+        data_lib.load(f"folder:{tmp_path}")
 
 
 def test_tfrecord_model_garden_layout(tmp_path):
