@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import zipfile
 from pathlib import Path
 
 import keras
@@ -176,7 +177,12 @@ def same_classes(classes: int | None, num_classes: int | None) -> int:
 def load_model(path, **kwargs) -> keras.Model:
     """`keras.models.load_model`; plain `keras.saving.load_model` works as well once `keras_models`
     is imported (it registers this package's layers)."""
-    return keras.models.load_model(path, **kwargs)
+    file = Path(os.fspath(path)).expanduser()
+    if not file.exists():
+        raise FileNotFoundError(f"{file} does not exist")
+    if file.suffix == ".keras" and not zipfile.is_zipfile(file):
+        raise ValueError(f"{file} is not a readable .keras file: it is truncated or damaged (not a zip archive)")
+    return keras.models.load_model(file, **kwargs)
 
 
 def model_info(name: str) -> dict:

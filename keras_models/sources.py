@@ -119,6 +119,9 @@ def load_weights(model: keras.Model, weights: str, *, entry=None, net: NetSpec |
     path = Path(os.fspath(weights)).expanduser()
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist (or pass weights='imagenet' or None)")
+    if path.suffix == ".keras":
+        raise CheckpointError(f"{path} is a whole Keras model, not a weights file: load it with "
+                              "keras.saving.load_model (after `import keras_models`), or pass a .weights.h5")
     if path.name.endswith(".weights.h5"):
         check_keras_weights(model, path)
         try:

@@ -121,6 +121,10 @@ def source_mapping(net: NetSpec, source: str) -> list[tuple[str, str, str]]:
             spell = {r: f"blocks.{b.stage}.{b.index}.{s}" for r, s in _TIMM_EFFNET[kind].items()}
         else:
             spell = {r: f"_blocks.{i}.{s}" for r, s in _LUKEMELAS.items()}
+        missing = next((role for role, _, _ in roles if role not in spell), None)
+        if missing:
+            raise CheckpointError(f"a {source}-layout checkpoint cannot hold {net.name}: its '{missing}' layer has no "
+                                  f"{source} key (a checkpoint of another family? pass the --model it was saved from)")
         rows += [(layer, spell[role], kind) for role, layer, kind in roles]
 
     if source == "timm" and rexnet:

@@ -42,6 +42,13 @@ METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_top1", "val_loss", 
                  "bad_files_seen")
 
 
+
+def speed_text(images_per_sec: float | None) -> str:
+    """"1234 img/s", or what stands for none: an epoch of one step times nothing (its step traces)."""
+    if images_per_sec is None or images_per_sec != images_per_sec:
+        return "- img/s (no step timed: the first step of a run traces the graph)"
+    return f"{images_per_sec:.0f} img/s"
+
 class TrainingError(RuntimeError):
     """A run that stopped for a reason the user must act on (divergence, wrong --out)."""
 
@@ -366,8 +373,9 @@ class Trainer:
             finally:
                 if self._scratch:
                     shutil.rmtree(self._scratch, ignore_errors=True)
-        measured = speeds[1:] or speeds  # the first epoch pays for tracing
-        return self._summary(time.perf_counter() - started, images_per_sec=float(np.median(measured)))
+        measured = [v for v in speeds[1:] or speeds if v == v]  # the first epoch pays for tracing; NaN: untimed
+        return self._summary(time.perf_counter() - started,
+                             images_per_sec=float(np.median(measured)) if measured else None)
 
     def _train_epoch(self, epoch: int, train_step, iterator) -> tuple[dict, float]:
         cfg, st = self.cfg, self.state
@@ -464,7 +472,7 @@ class Trainer:
         self._log(f"epoch {row['epoch']}/{self.cfg.epochs}  loss {row['train_loss']:.4f}  "
                   f"train top-1 {row['train_top1']:.1f}%  val loss {row['val_loss']:.4f}  "
                   f"val top-1 {row['val_top1']:.2f}%  top-5 {row['val_top5']:.2f}%  "
-                  f"lr {row['lr']:.3g}  {row['images_per_sec']:.0f} img/s{unreadable}")
+                  f"lr {row['lr']:.3g}  {speed_text(row['images_per_sec'])}{unreadable}")
 
     def _save_checkpoint(self) -> None:
         if not all_finite(self.model.weights):
@@ -499,7 +507,7 @@ class Trainer:
             "bad_files_seen": int(self.seen_var.numpy()[1]), "val_bad_files": last.get("val_bad_files", 0),
         }
         if last:
-            speed = f"{images_per_sec:.0f} img/s" if images_per_sec else "- img/s"
+            speed = speed_text(images_per_sec)
             bad = summary["bad_files_seen"]
             val_bad = int(last.get("val_bad_files") or 0)
             skipped = (f", {bad} unreadable images met in training and {val_bad} in validation, left out "

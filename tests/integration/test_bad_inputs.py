@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from helpers.torch_files import write_torch_zip
 from PIL import Image
 
 import keras_models as km
+from keras_models.models import get_entry
+from keras_models.sources import wheel_file
 
 PHOTO = str(PHOTOS / "coffee.jpg")
 CASES = [
@@ -51,6 +54,9 @@ CASES = [
     (["train", "--data", "tfds:nonexistent", "--out", "{tmp}/r"], "tensorflow-datasets has no dataset 'nonexistent'",
      "!{tmp}/r"),
     (["train", "--worker-timeout", "0", "--out", "{tmp}/r"], "worker_timeout must be > 0 seconds", "!{tmp}/r"),
+    (["convert", "{tmp}/lite0.pth", "--model", "rexnet_100", "-o", "{tmp}/w.weights.h5"],  # #34: "error: 'se_bn'"
+     "a lukemelas-layout checkpoint cannot hold rexnet_100: its 'se_bn' layer has no lukemelas key",
+     "!{tmp}/w.weights.h5"),
     (["train", "--lr", "0.05", "--min-lr", "10", "--out", "{tmp}/r"],  # #34: raised the LR 320x past the peak
      "min_lr must be in [0, lr]: the schedule decays to it (the peak lr is 0.05); got 10.0", "!{tmp}/r"),
     (["train", "--label-smoothing", "1.5", "--out", "{tmp}/r"], "label_smoothing must be in [0, 1)", "!{tmp}/r"),
@@ -88,6 +94,7 @@ def bad_files(tmp_path_factory):
     state = to_state_dict(rexnet, rendered_spec(rexnet)[0], "timm")  # a whole timm state dict, one NaN in it
     state["stem.conv.weight"][0, 0, 0, 0] = np.nan
     save_file(state, str(tmp / "nan.safetensors"))
+    shutil.copy(wheel_file(get_entry("tf_efficientnet_lite0").tag("in1k")), tmp / "lite0.pth")
     (tmp / "bool.yaml").write_text("epochs: true\n")
     (tmp / "twice.yaml").write_text("epochs: 3\nepochs: 5\n")
     (tmp / "typo.yaml").write_text("epochz: 3\n")
@@ -178,3 +185,16 @@ def test_decode_predictions_refuses_a_top_that_is_not_a_count(top):
 def test_numpy_class_counts_are_whole_numbers():
     model = km.create_model("rexnet_100", num_classes=np.int64(10), input_shape=(32, 32, 3))
     assert model.output_shape == (None, 10)
+
+
+def test_a_whole_keras_model_as_weights_and_a_truncated_keras_file_say_what_they_are(tmp_path):
+    model = km.create_model("rexnet_100", num_classes=2, input_shape=(32, 32, 3))
+    model.save(tmp_path / "last.keras")
+    with pytest.raises(ValueError, match="last.keras is a whole Keras model, not a weights file: load it with"):
+        km.create_model("rexnet_100", weights=str(tmp_path / "last.keras"), num_classes=2)
+    data = (tmp_path / "last.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.keras is not a readable .keras file: it is truncated or damaged"):
+        km.load_model(tmp_path / "cut.keras")
+    with pytest.raises(FileNotFoundError, match="gone.keras does not exist"):
+        km.load_model(tmp_path / "gone.keras")

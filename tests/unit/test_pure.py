@@ -114,3 +114,11 @@ def test_keras_applications_constructors_take_classes_or_num_classes():
     assert km.EfficientNetB0(num_classes=7, classes=7, input_shape=(32, 32, 3)).output_shape == (None, 7)
     with pytest.raises(ValueError, match="disagree"):
         km.EfficientNetB0(num_classes=7, classes=5, input_shape=(32, 32, 3))
+
+
+def test_an_untimed_epoch_says_so_instead_of_nan_img_s():
+    """#34: a one-step epoch printed "nan img/s" (its one step traces the graph and is not timed)."""
+    from training.trainer import speed_text
+
+    assert speed_text(float("nan")).startswith("- img/s (no step timed")
+    assert speed_text(None).startswith("- img/s") and speed_text(1234.4) == "1234 img/s"
