@@ -19,11 +19,18 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from keras_models.preprocessing import IMAGE_FORMATS, EvalTransform, ImageError, check_pixels, decode_image, header_size
+from keras_models.preprocessing import (
+    FORMATS,
+    IMAGE_FORMATS,
+    EvalTransform,
+    ImageError,
+    check_pixels,
+    decode_image,
+    header_size,
+    is_image_file,
+)
 from training.augment import rand_augment
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF87a", b"GIF89a", b"BM")
 CACHE_LIMIT = 50_000  # sources with at most this many training files keep their bytes in memory
 
 
@@ -118,7 +125,7 @@ def _image_header(path: Path) -> tuple[str | None, bytes]:
             head = f.read(HEADER_BYTES)
     except OSError as e:
         return f"unreadable ({e.strerror})", b""
-    if path.suffix.lower() not in IMAGE_EXTENSIONS or not head.startswith(_MAGIC):
+    if not is_image_file(path, head):
         return f"not a {IMAGE_FORMATS} image", head
     try:
         check_pixels(head, "it")
@@ -160,7 +167,7 @@ def _scan_classes(root: Path, class_names: list[str] | None = None) -> _Listing:
             files.append(str(path))
             labels.append(label)
             sizes.append(header_size(head))
-            jpeg_only = jpeg_only and head.startswith(_MAGIC[0])
+            jpeg_only = jpeg_only and head.startswith(FORMATS["JPEG"][1])
         if len(files) == before:
             raise DataError(f"class folder {folder} holds no images: add some or remove the folder")
     short_side = None if None in sizes or not sizes else max(min(size) for size in sizes)

@@ -6,7 +6,7 @@ hidden temporary name and renamed into place, so a server polling the folder nev
 of one; `saved_models/models.config` lists every model for `--model_config_file`.
 
 Signatures (all return `probabilities`, top-k `classes`, `scores` and `labels`):
-- `serving_default`: `image_bytes`, a batch of encoded JPEG/PNG/GIF/BMP images (b64 over REST),
+- `serving_default`: `image_bytes`, a batch of encoded JPEG/PNG/GIF/BMP/WebP images (b64 over REST),
   decoded, resized and centre-cropped in-graph exactly as `keras-models eval` does;
 - `serve_images` / `serve_images_uint8`: NHWC RGB images of any size, 0-255, same transform.
 
@@ -81,9 +81,8 @@ def serving_module(model: keras.Model, labels_path: str, *, crop_pct: float, int
         n = tf.shape(image_bytes, out_type=tf.int64)[0]
         tf.debugging.Assert(n > 0, ["image_bytes is empty: send at least one image"])
 
-        def decode(i, data):
-            tf.debugging.assert_less_equal(header_pixels(data), tf.constant(limit, tf.int64))
-            return i, transform(decode_image(data))
+        def decode(i, data):  # refused from its header before decoding (`decode_image`)
+            return i, transform(decode_image(data, limit))
 
         ds = tf.data.Dataset.from_tensor_slices((tf.range(n), image_bytes)).map(decode)
         index, images = ds.ignore_errors().batch(tf.maximum(n, 1)).get_single_element()
@@ -101,28 +100,6 @@ def serving_module(model: keras.Model, labels_path: str, *, crop_pct: float, int
                   "serve_images_uint8": pixels(tf.uint8)}
     module.signature_functions = signatures
     return module, signatures
-
-
-def header_pixels(data: tf.Tensor) -> tf.Tensor:
-    """Height x width from an encoded image's header, in-graph and before decoding (0 when unknown),
-    so a decompression bomb is refused without allocating it (`keras_models.preprocessing.header_size`)."""
-    def number(start: int, length: int, big_endian: bool) -> tf.Tensor:
-        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, start, length), tf.uint8), tf.int64)
-        weights = tf.constant([256 ** k for k in range(length)][::-1 if big_endian else 1], tf.int64)
-        return tf.reduce_sum(raw * weights)
-
-    def signed32(value: tf.Tensor) -> tf.Tensor:
-        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
-
-    magic = tf.strings.substr(data, 0, 4)
-    jpeg = tf.equal(tf.strings.substr(data, 0, 2), b"\xff\xd8")
-    return tf.case([
-        (jpeg, lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64))),
-        (tf.equal(magic, b"\x89PNG"), lambda: number(16, 4, True) * number(20, 4, True)),
-        (tf.equal(magic, b"GIF8"), lambda: number(6, 2, False) * number(8, 2, False)),
-        (tf.equal(tf.strings.substr(data, 0, 2), b"BM"),
-         lambda: signed32(number(18, 4, False)) * signed32(number(22, 4, False))),
-    ], default=lambda: tf.constant(0, tf.int64))
 
 
 def write_warmup(version_dir: Path, name: str, images: Sequence[bytes]) -> int:
@@ -180,7 +157,7 @@ def write_saved_model(model: keras.Model, version_dir: Path, *, name: str, label
                   "pixels": "RGB 0-255; resized so the short side is image_size/crop_pct, centre-cropped, "
                             "normalised in-graph"},
         "signatures": {
-            "serving_default": {"inputs": {"image_bytes": "string [batch], encoded JPEG/PNG/GIF/BMP"}},
+            "serving_default": {"inputs": {"image_bytes": f"string [batch], encoded {IMAGE_FORMATS}"}},
             "serve_images": {"inputs": {"images": "float32 [batch, height, width, 3], 0-255"}},
             "serve_images_uint8": {"inputs": {"images": "uint8 [batch, height, width, 3]"}},
             "outputs": {"probabilities": f"float32 [batch, {classes}]",
