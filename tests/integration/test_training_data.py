@@ -85,6 +85,26 @@ def test_a_half_split_layout_is_refused_not_taken_as_classes(tmp_path, digits_fo
         data_lib.load(f"folder:{tmp_path}")
 
 
+@pytest.mark.parametrize("encode", ["jpeg", "png"])
+def test_tfrecord_images_over_the_pixel_limit_are_counted_bad_not_decoded(tmp_path, monkeypatch, encode):
+    """A TFRecord is not scanned: its JPEG windows and other images are refused in-graph from the header."""
+    path = tmp_path / "train-00000-of-00001"
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for i in range(8):
+            side = 64 if i % 2 else 16  # 64 x 64 = 4096 pixels: over the limit below
+            image = np.full((side, side, 3), 40 * (i % 5), np.uint8)
+            encoded = (tf.io.encode_jpeg if encode == "jpeg" else tf.io.encode_png)(image).numpy()
+            w.write(tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 2])),
+            })).SerializeToString())
+    monkeypatch.setenv("KERAS_MODELS_MAX_IMAGE_PIXELS", "1000")
+    src = data_lib.load(f"tfrecord:{path}", val_split=0.25)
+    _, y, status = next(iter(data_lib.Pipeline(32, 1.0).train_dataset(src, 6)))
+    labels, statuses = y.numpy().argmax(-1), status.numpy()
+    assert set(labels[statuses == GOOD]) == {0} and set(labels[statuses == BAD]) == {1}  # the 64-px ones: bad
+
+
 def test_tfrecord_model_garden_layout(tmp_path):
     from sklearn.datasets import load_digits
 
