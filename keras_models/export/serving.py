@@ -85,7 +85,10 @@ def serving_module(model: keras.Model, labels_path: str, *, crop_pct: float, int
             return i, transform(decode_image(data, limit))
 
         ds = tf.data.Dataset.from_tensor_slices((tf.range(n), image_bytes)).map(decode)
-        index, images = ds.ignore_errors().batch(tf.maximum(n, 1)).get_single_element()
+        # An empty batch behind the decoded one: when every image is bad, the check below names the
+        # first of them (instead of "Dataset was empty").
+        none = tf.data.Dataset.from_tensors((tf.zeros([0], tf.int64), tf.zeros([0, size, size, 3], tf.float32)))
+        index, images = ds.ignore_errors().batch(tf.maximum(n, 1)).concatenate(none).take(1).get_single_element()
         decoded = tf.reduce_any(tf.equal(tf.range(n)[:, None], index[None, :]), axis=1)
         tf.debugging.Assert(tf.reduce_all(decoded),
                             ["image_bytes element", tf.argmin(tf.cast(decoded, tf.int32)),

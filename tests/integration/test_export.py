@@ -170,6 +170,8 @@ def test_python_api_versions_and_serving_signatures(run, tmp_path):
     np.testing.assert_allclose(same.numpy()[0], out["probabilities"].numpy()[0], atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes element\] \[1\]"):
         loaded.signatures["serving_default"](image_bytes=tf.constant([photo, b"<html>not an image</html>"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes element\] \[0\]"):  # #34: every one bad
+        loaded.signatures["serving_default"](image_bytes=tf.constant([b"<html>", b"not an image"]))
     assert loaded.signatures["serving_default"](image_bytes=tf.constant([photo]))["probabilities"].shape == (1, 10)
 
 
