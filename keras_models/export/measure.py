@@ -57,6 +57,21 @@ def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None 
     return diff, agreement, accuracy
 
 
+LOG_FLOOR = 1e-7  # probabilities below this read as this: a float32 softmax tail is only noise there
+
+
+def logit_error(probs: np.ndarray, reference: np.ndarray) -> float:
+    """How far an export's outputs are from the Keras model's, as logits, relative to the model's own
+    logit scale: log-probabilities (logits up to a shift per image) with each image's shift removed,
+    divided by the reference's largest logit range. Float32 rounding through a deep net (BatchNorm
+    folded into convolutions, another kernel order) reads ~1e-6..1e-4; another graph reads ~1e-2..1."""
+    export, keras_ = np.log(np.maximum(probs, LOG_FLOOR)), np.log(np.maximum(reference, LOG_FLOOR))
+    delta = export - keras_
+    delta -= np.median(delta, axis=1, keepdims=True)
+    scale = max(float((keras_.max(axis=1) - keras_.min(axis=1)).max()), 1.0)
+    return float(np.abs(delta).max() / scale)
+
+
 def batched(fn: Callable[[np.ndarray], np.ndarray], items, size: int = 64) -> np.ndarray:
     """`fn` over `items` in chunks of `size`, outputs concatenated."""
     return np.concatenate([fn(items[i:i + size]) for i in range(0, len(items), size)])

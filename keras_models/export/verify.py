@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from keras_models.export import lite, serving
 from keras_models.export.lite import ExportError
-from keras_models.export.measure import Images, compare, prepare
+from keras_models.export.measure import Images, compare, logit_error, prepare
 from keras_models.export.metadata import read_metadata
 from keras_models.export.release import TOLERANCE
 from keras_models.preprocessing import EvalTransform
@@ -121,7 +121,7 @@ class Checks:
             self.add(name, False, f"cannot be loaded: {reason}")
 
     def within(self, name: str, diff: float, limit: float, detail: str) -> None:
-        self.add(name, diff <= limit, f"{detail}max |dp| {diff:.1e} (limit {limit:g})")
+        self.add(name, diff <= limit, f"{detail}logit error {diff:.1e} of the logit range (limit {limit:g})")
 
     def raise_on_failure(self) -> None:
         failed = [r["name"] for r in self.rows if not r["ok"]]
@@ -169,7 +169,7 @@ def check_saved_model(checks: Checks, version_dir: Path, images: Images, referen
         for row in json.loads((out_dir / "checks.json").read_text()):
             checks.add(f"saved_model {row['name']}", row["ok"], row["detail"] or "fresh process")
         probs = np.load(out_dir / "outputs.npz")["probabilities"]
-    checks.within("saved_model vs Keras", float(np.abs(probs - reference).max()), TOLERANCE["saved_model"],
+    checks.within("saved_model vs Keras", logit_error(probs, reference), TOLERANCE["saved_model"],
                   f"{len(probs)} images, ")
 
 
@@ -186,9 +186,10 @@ def check_tflite(checks: Checks, path: Path, version_dir: Path, card: dict, imag
     labels_ok = meta["labels"] == expected and len(meta["labels"]) == card["num_classes"]
     checks.add(f"{path.name} metadata", labels_ok and meta["image_size"] == (size, size),
                f"{len(meta['labels'])} labels, {meta['image_size']} input, mean {meta['mean']} std {meta['std']}")
-    diff, agree, _ = compare(lite.LiteModel(path)(images.pixels), reference)
+    probs = lite.LiteModel(path)(images.pixels)
+    diff, agree, _ = compare(probs, reference)
     if path.stem.endswith("_float32"):
-        checks.within(f"{path.name} vs Keras", diff, TOLERANCE["tflite float32"], "")
+        checks.within(f"{path.name} vs Keras", logit_error(probs, reference), TOLERANCE["tflite float32"], "")
     else:
         checks.add(f"{path.name} vs Keras", True, f"top-1 agreement {agree:.0f}%, max |dp| {diff:.1e} (reported)")
 
@@ -198,5 +199,5 @@ def check_onnx(checks: Checks, path: Path, images: Images, reference: np.ndarray
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     probs = session.run(None, {session.get_inputs()[0].name: images.pixels})[0]
-    checks.within(f"{path.name} vs Keras", float(np.abs(probs - reference).max()), TOLERANCE["onnx"],
+    checks.within(f"{path.name} vs Keras", logit_error(probs, reference), TOLERANCE["onnx"],
                   "onnxruntime, ")
