@@ -34,9 +34,10 @@ from training.checkpoints import clean_leftovers, resume_point
 from training.config import ConfigError, TrainConfig
 from training.distribute import is_chief, make_strategy
 from training.optim import ModelEMA, WarmupCosine, make_optimizer
+from training.run_lock import hold_run_lock
 
 # Changing these under an existing run would silently train something else: refuse instead.
-RUN_IDENTITY = ("model", "data", "num_classes", "image_size", "batch_size")
+RUN_IDENTITY = ("model", "data", "val_split", "seed", "num_classes", "image_size", "batch_size")  # the split too
 METRIC_FIELDS = ("epoch", "step", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
                  "images_per_sec", "epoch_seconds", "train_bad_files", "val_bad_files", "val_images", "images_seen",
                  "bad_files_seen")
@@ -151,6 +152,7 @@ class Trainer:
         keras.utils.set_random_seed(self.requested.seed)
         self.chief = is_chief(self.strategy)
         self._resolve()
+        self._lock = hold_run_lock(self.out) if self.chief else None  # held until the process ends
         self._check_same_run()
         ckpt_dir = self.out / "checkpoints"
         if self.chief and clean_leftovers(ckpt_dir):

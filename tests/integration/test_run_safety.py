@@ -163,3 +163,29 @@ def test_ctrl_c_ends_the_wait_for_workers(tmp_path):
     _, rest = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGINT  # the default action: exit status 130 in a shell
     assert "interrupted while waiting" in rest and f"127.0.0.1:{peer}" in rest
+
+
+HOLD = "import sys, time; from pathlib import Path; from training.run_lock import hold_run_lock; " \
+       "lock = hold_run_lock(Path(sys.argv[1])); print('held', flush=True); time.sleep(600)"
+
+
+def test_one_run_per_out_and_a_killed_run_leaves_no_stale_lock(tmp_path, capsys):
+    """#34: two runs into one --out both exited 0, the second overwriting the first's files."""
+    from keras_models.cli import main
+    from training.run_lock import RunInUse, hold_run_lock
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["train", *SMALL, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"is in use by another training run (pid {holder.pid})" in err[0], err
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing of a run was written
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs in the holder
+        holder.wait()
+    lock = hold_run_lock(out)  # the kernel let go of the dead process's lock
+    with pytest.raises(RunInUse):
+        hold_run_lock(out)  # (and it holds against another opener)
+    lock.close()

@@ -116,6 +116,20 @@ def test_changed_run_in_same_out_is_refused(resumed_run):
     assert r.returncode == 2 and "holds a run with image_size=64" in r.stderr
 
 
+@pytest.mark.parametrize("change, said", [(["--seed", "7"], "holds a run with seed=0, not 7"),
+                                          (["--val-split", "0.5"], "holds a run with val_split=0.2, not 0.5")])
+def test_a_resume_with_another_split_is_refused(resumed_run, change, said, capsys):
+    """#34: another --seed or --val-split moved trained images into validation (359 -> 898 images)."""
+    from keras_models.cli import main
+
+    out, _, _ = resumed_run
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != ".lock"}
+    assert main(["train", *SMALL, "--image-size", "64", *change, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and said in err[0], err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != ".lock"} == before
+
+
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
     out = tmp_path / "nan"
     r = run_cli("train", *SMALL, "--checkpoint-every", "1", "--lr", "1e12", "--ema-decay", "0",
