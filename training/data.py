@@ -8,6 +8,7 @@ images it skips. Images stay RGB in [0, 255]: the models normalise in-graph.
 
 from __future__ import annotations
 
+import fractions
 import glob
 import math
 import os
@@ -315,15 +316,26 @@ def _tfrecord(arg: str, val_split: float) -> DataSource:
         class_names = [str(i) for i in range(int(labels.max()) + 1)]
     if labels.max() >= len(class_names):
         raise DataError(f"{labels_txt} lists {len(class_names)} classes but a record has label {labels.max()}")
+    if labels.min() < 0:
+        raise DataError(f"a record of {arg!r} has label {labels.min()}: labels are class indices "
+                        f"0..{len(class_names) - 1}")
+    if len(np.unique(train_labels)) < 2:
+        raise DataError(f"the training records of {arg!r} hold one class ({int(train_labels[0])}): a classifier needs "
+                        "at least two")
     if val_files:
         train, val = records(train_files), records(val_files)
         num_train, num_val = len(train_labels), len(labels) - len(train_labels)
-    else:  # hold out every k-th record: deterministic and spread over all files
-        k = max(2, round(1 / val_split))
+    else:  # hold out val_split of the records, evenly spread over all files, in whole-number arithmetic
+        share = fractions.Fraction(val_split).limit_denominator(10_000)
+        p, q = share.numerator, share.denominator
+
+        def held_out(i):  # record i is the first at or past each step of q/p records
+            return tf.math.floordiv(i * p, q) > tf.math.floordiv((i - 1) * p, q)
+
         indexed = records(train_files).enumerate()
-        train = indexed.filter(lambda i, x: i % k != 0).map(lambda i, x: x)
-        val = indexed.filter(lambda i, x: i % k == 0).map(lambda i, x: x)
-        num_val = (len(labels) + k - 1) // k
+        train = indexed.filter(lambda i, x: tf.logical_not(held_out(i))).map(lambda i, x: x)
+        val = indexed.filter(lambda i, x: held_out(i)).map(lambda i, x: x)
+        num_val = ((len(labels) - 1) * p) // q + 1
         num_train = len(labels) - num_val
 
     return DataSource(name=f"tfrecord:{arg}", class_names=class_names, train=train, val=val,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -105,19 +107,40 @@ def test_tfrecord_images_over_the_pixel_limit_are_counted_bad_not_decoded(tmp_pa
     assert set(labels[statuses == GOOD]) == {0} and set(labels[statuses == BAD]) == {1}  # the 64-px ones: bad
 
 
+def _records(path, images, labels) -> None:
+    """A TF Model Garden TFRecord: PNG-encoded `images` with integer `labels`."""
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for img, label in zip(images, labels):
+            encoded = tf.io.encode_png(np.repeat((img * 255 / 16).astype(np.uint8)[..., None], 3, -1)).numpy()
+            w.write(tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+            })).SerializeToString())
+
+
+@pytest.mark.parametrize("labels, said", [([0, 1, -1, 0] * 3, "has label -1: labels are class indices"),
+                                          ([3] * 12, "hold one class (3): a classifier needs at least two")])
+def test_tfrecord_labels_are_checked_against_the_classes(tmp_path, labels, said):
+    """#34: label -1 trained; a one-class TFRecord trained to "100%"."""
+    _records(tmp_path / "train.tfrecord", np.zeros((len(labels), 8, 8)), labels)
+    with pytest.raises(data_lib.DataError, match=re.escape(said)):
+        data_lib.load(f"tfrecord:{tmp_path}/train.tfrecord")
+
+
+@pytest.mark.parametrize("share, held_out", [(0.9, 54), (0.6, 36), (0.2, 12), (0.25, 15), (1 / 3, 20)])
+def test_tfrecord_val_split_is_the_share_asked_for(tmp_path, share, held_out):
+    """#34: --val-split was rounded to 1/k of the records (0.9 and 0.6 both gave 50%)."""
+    _records(tmp_path / "train.tfrecord", np.zeros((60, 8, 8)), np.arange(60) % 3)
+    src = data_lib.load(f"tfrecord:{tmp_path}/train.tfrecord", val_split=share)
+    assert (src.num_val, src.num_train) == (held_out, 60 - held_out)
+    assert (sum(1 for _ in src.val), sum(1 for _ in src.train)) == (held_out, 60 - held_out)
+
+
 def test_tfrecord_model_garden_layout(tmp_path):
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    path = tmp_path / "train-00000-of-00001"
-    with tf.io.TFRecordWriter(str(path)) as w:
-        for img, label in zip(d.images[:60], d.target[:60]):
-            encoded = tf.io.encode_png(np.repeat((img * 255 / 16).astype(np.uint8)[..., None], 3, -1)).numpy()
-            ex = tf.train.Example(features=tf.train.Features(feature={
-                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
-                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
-            }))
-            w.write(ex.SerializeToString())
+    _records(tmp_path / "train-00000-of-00001", d.images[:60], d.target[:60])
     (tmp_path / "labels.txt").write_text("\n".join(f"d{i}" for i in range(10)))
     src = data_lib.load(f"tfrecord:{tmp_path}/train-*", val_split=0.2)
     assert (src.num_train, src.num_val, src.class_names[3]) == (48, 12, "d3")
