@@ -148,17 +148,43 @@ class _Listing:
     jpeg_only: bool
 
 
+RUN_MARKERS = ("config.yaml", "metrics.csv")  # what every training run folder holds: never a class
+
+
+def _files_under(folder: Path) -> int:
+    return sum(len(names) for _, _, names in os.walk(folder))
+
+
+def _skip_folder(folder: Path, why: str) -> int:
+    """Warn that a folder's files are left out, naming it; returns how many files that is."""
+    count = _files_under(folder)
+    print(f"warning: skipping {folder}/ ({count} file{'s' * (count != 1)}): {why}", file=sys.stderr)
+    return count
+
+
 def _scan_classes(root: Path, class_names: list[str] | None = None) -> _Listing:
-    """Lists `root/<class>/**` images. Warns once per bad file."""
+    """Lists `root/<class>/**` images. Warns once per bad file, and names every folder left out (a
+    training run's folder, a link to a folder), counting its files as skipped."""
+    skipped = 0
     if class_names is None:
-        class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files, labels, skipped, sizes, jpeg_only = [], [], 0, [], True
+        class_names = []
+        for p in sorted(root.iterdir()):
+            if not p.is_dir() or p.name.startswith("."):
+                continue
+            if all((p / marker).is_file() for marker in RUN_MARKERS):
+                skipped += _skip_folder(p, "a training run's folder, not a class (keep --out outside the data)")
+            else:
+                class_names.append(p.name)
+    files, labels, sizes, jpeg_only = [], [], [], True
     for label, name in enumerate(class_names):
         folder = root / name
         if not folder.is_dir():
             continue
         before = len(files)
         for path in sorted(folder.rglob("*")):
+            if path.is_symlink() and path.is_dir():
+                skipped += _skip_folder(path, "a link to a folder is not followed (copy or move the images)")
+                continue
             if not path.is_file() or path.name.startswith("."):
                 continue
             problem, head = _image_header(path)
@@ -197,6 +223,9 @@ def _folder(root: Path, val_split: float, seed: int) -> DataSource:
         val_listing = _scan_classes(val_root, listing.class_names)
         tr_files, tr_labels, va_files, va_labels = listing.files, listing.labels, val_listing.files, val_listing.labels
         skipped = listing.skipped + val_listing.skipped
+        for extra in sorted(p for p in val_root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                            and p.name not in listing.class_names):
+            skipped += _skip_folder(extra, f"a class that {root / 'train'} does not have")
     else:
         listing = _scan_classes(root)
         skipped, tr_files, va_files = listing.skipped, [], []
@@ -210,7 +239,7 @@ def _folder(root: Path, val_split: float, seed: int) -> DataSource:
         raise DataError(f"{root} needs at least two class subfolders of images (root/<class>/*.jpg, "
                         f"or root/train/<class> with root/val/<class>)")
     if skipped:
-        print(f"warning: {skipped} file(s) in {root} are not usable images and were skipped", file=sys.stderr)
+        print(f"warning: {skipped} file(s) in {root} were left out (each named above)", file=sys.stderr)
 
     def files_ds(files, labels):
         return tf.data.Dataset.from_tensor_slices((files, np.asarray(labels, np.int32)))

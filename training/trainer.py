@@ -153,6 +153,11 @@ class Trainer:
         self.chief = is_chief(self.strategy)
         self._resolve()
         self._lock = hold_run_lock(self.out) if self.chief else None  # held until the process ends
+        data_root = Path(self.requested.data[len("folder:"):]).expanduser() if self.requested.data.startswith(
+            "folder:") else None
+        if data_root is not None and data_root.resolve() in self.out.resolve().parents:
+            self._log(f"warning: --out {self.out} is inside the data folder {data_root}: later scans leave a run's "
+                      "folder out, but keep runs outside the data")
         self._check_same_run()
         ckpt_dir = self.out / "checkpoints"
         if self.chief and clean_leftovers(ckpt_dir):

@@ -283,3 +283,33 @@ def test_a_folder_of_small_jpegs_decodes_without_choosing_a_format_or_dct_scalin
                                   [x.numpy() for x, *_ in small.train_dataset(unknown, 6).take(2)])
     Image.open(PHOTOS / "chelsea.jpg").save(tmp_path / "cat" / "png.png")
     assert not data_lib.load(f"folder:{tmp_path}", val_split=0.25).jpeg_only
+
+
+def _class_folder(folder, sources, n: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in sources[:n]:
+        (folder / f.name).write_bytes(f.read_bytes())
+
+
+def test_every_file_left_out_is_named_and_counted(tmp_path, digits_folder, capsys):
+    """#34: a val/ class missing from train/, a symlinked subfolder and a run folder inside the data
+    were dropped without a word (the run's curves.png became a class on the next scan)."""
+    pngs = sorted(digits_folder.glob("digit_*/*.png"))
+    root = tmp_path / "data"
+    for split, n in (("train", 4), ("val", 2)):
+        _class_folder(root / split / "a", pngs, n)
+        _class_folder(root / split / "b", pngs[10:], n)
+    _class_folder(root / "val" / "zebra", pngs[20:], 3)  # a class train/ does not have
+    _class_folder(tmp_path / "elsewhere", pngs[30:], 2)
+    (root / "train" / "a" / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    run = root / "train" / "my_run"  # a run written into the data folder
+    _class_folder(run, pngs[40:], 1)
+    for marker in ("config.yaml", "metrics.csv"):
+        (run / marker).write_text("x\n")
+    src = data_lib.load(f"folder:{root}")
+    err = capsys.readouterr().err
+    assert (src.class_names, src.num_train, src.num_val) == (["a", "b"], 8, 4)
+    assert f"skipping {root}/val/zebra/ (3 files): a class that {root}/train does not have" in err
+    assert f"skipping {root}/train/a/more/ (2 files): a link to a folder is not followed" in err
+    assert f"skipping {run}/ (3 files): a training run's folder, not a class" in err
+    assert src.skipped == 8 and f"8 file(s) in {root} were left out (each named above)" in err
