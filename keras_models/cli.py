@@ -76,7 +76,7 @@ def _cmd_info(args) -> None:
 
 
 def _cmd_convert(args) -> None:
-    from keras_models.files import atomic_output
+    from keras_models.files import atomic_output, ensure_space, weights_bytes
     from keras_models.models import get_entry
     from keras_models.spec import build
     from keras_models.weights import assign, read_named
@@ -90,6 +90,7 @@ def _cmd_convert(args) -> None:
     classes = named["predictions"][-1][1].shape[0] if "predictions" in named else 1000
     model = build(net, num_classes=classes, classifier_activation=None)
     assign(model, named, strict=True)
+    ensure_space(out.parent, weights_bytes(model), out.name)
     with atomic_output(out, suffix=".weights.h5") as tmp:  # Keras insists on the suffix
         model.save_weights(tmp)
     print(f"wrote {out} ({args.model}: {net.style.describe()}; {classes} classes, {model.count_params():,} weights)")

@@ -42,6 +42,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class NoSpace(OSError):
+    """Not enough free space for a file about to be written (one line, nothing written)."""
+
+
+def ensure_space(folder: Path, needed_bytes: int, what: str) -> None:
+    """Refuse, before writing, when `folder`'s filesystem has less room than `what` needs: HDF5
+    (h5py, Keras' `.weights.h5`) crashes the whole process when the disk fills mid-write."""
+    folder = Path(folder)
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise NoSpace(f"not enough space for {what} in {folder}: it needs about {needed_bytes / 1e6:.1f} MB and "
+                      f"{free / 1e6:.1f} MB are free; free some space or write elsewhere")
+
+
+def weights_bytes(model) -> int:
+    """What a model's weights file takes on disk, HDF5's own structure included (an upper estimate)."""
+    import numpy as np
+
+    raw = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    return int(raw * 1.05) + (1 << 20)
+
+
 @contextmanager
 def atomic_output(target: Path, suffix: str = "") -> Iterator[str]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds.

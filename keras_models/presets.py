@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 
-from keras_models.files import file_digest, owned_temp_prefix, remove_stale
+from keras_models.files import ensure_space, file_digest, owned_temp_prefix, remove_stale, weights_bytes
 from keras_models.models import eval_settings, find_entry
 from keras_models.registry import build_record
 from keras_models.state_dicts import CheckpointError
@@ -57,6 +57,7 @@ def save_preset(model: keras.Model, preset_dir: str | os.PathLike, *, labels: li
     _, tag, net, default_crop, default_interp = eval_settings(name)
     size = model.input_shape[1] or net.default_size
     target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_space(target.parent, weights_bytes(model), f"preset {target.name}")
     remove_stale(target.parent, target.name)
     staging = target.parent / f"{owned_temp_prefix(target.name)}{os.getpid()}"
     staging.mkdir()

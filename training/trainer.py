@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from keras_models.backend import require_tensorflow, use_jit
 from keras_models.factory import create_model
-from keras_models.files import atomic_output
+from keras_models.files import atomic_output, ensure_space, weights_bytes
 from keras_models.models import get_entry
 from keras_models.spec import CLASSIFIER_LAYERS
 from training import data as data_lib
@@ -450,9 +450,11 @@ class Trainer:
             metrics = evaluation()
             if self.chief and metrics["val_top1"] > self.state.best_top1:
                 self.state.best_top1 = metrics["val_top1"]
+                ensure_space(self.out, weights_bytes(self.model), "best.weights.h5")
                 with atomic_output(self.out / "best.weights.h5", suffix=".weights.h5") as tmp:
                     self.model.save_weights(tmp)
             if self.chief:
+                ensure_space(self.out, weights_bytes(self.inference), "last.keras")
                 with atomic_output(self.out / "last.keras", suffix=".keras") as tmp:
                     self.inference.save(tmp)
         finally:

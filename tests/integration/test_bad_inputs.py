@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -198,3 +199,29 @@ def test_a_whole_keras_model_as_weights_and_a_truncated_keras_file_say_what_they
         km.load_model(tmp_path / "cut.keras")
     with pytest.raises(FileNotFoundError, match="gone.keras does not exist"):
         km.load_model(tmp_path / "gone.keras")
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real 2 MB filesystem (tmpfs): too small for any model's weights."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("command", [
+    ["convert", "{tmp}/lite0.pth", "--model", "tf_efficientnet_lite0", "-o", "{disk}/x.weights.h5"],
+    ["save-preset", "--weights", "imagenet", "--model", "tf_efficientnet_lite0", "--out", "{disk}/preset"],
+])
+def test_a_full_disk_is_one_line_not_a_crash(full_disk, bad_files, command, capsys):
+    """#34: h5py segfaulted (exit 139) after the error, with raw tracebacks, when the disk filled mid-write."""
+    from keras_models.cli import main
+
+    assert main([c.format(disk=full_disk, tmp=bad_files) for c in command]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not enough space for" in err[0] and "MB are free" in err[0], err
+    assert list(full_disk.iterdir()) == []

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from keras_models.export import lite
 from keras_models.export.measure import Images, batched, compare, median_ms, prepare
 from keras_models.factory import create_model
-from keras_models.files import owned_temp_prefix, remove_stale
+from keras_models.files import ensure_space, owned_temp_prefix, remove_stale, weights_bytes
 from keras_models.models import get_entry
 from training.data import GOOD, encoded_images
 from training.evaluate import run_settings
@@ -276,6 +276,7 @@ def run(opts: OptimizeOptions) -> dict:
         rows = job.source_rows(staging)
         optimized = method.optimize(job, job.twin)
         copy_weights(optimized, job.model)  # the float weights, for eval/export like any run
+        ensure_space(staging, weights_bytes(job.model), "best.weights.h5")
         job.model.save_weights(staging / "best.weights.h5")
         keras_top1 = _keras_top1(optimized, job.images)
         tag = opts.method.replace("+", "_")
