@@ -28,6 +28,7 @@ from keras_models.backend import require_tensorflow, use_jit
 from keras_models.factory import create_model
 from keras_models.files import atomic_output, ensure_space, weights_bytes
 from keras_models.models import get_entry
+from keras_models.preprocessing import IMAGE_FORMATS
 from keras_models.spec import CLASSIFIER_LAYERS
 from training import data as data_lib
 from training.checkpoints import clean_leftovers, resume_point
@@ -427,6 +428,9 @@ class Trainer:
             tf.summary.scalar("train/loss", loss_sum / max(seen, 1))
             tf.summary.scalar("train/lr", self._lr())
         images_seen, bad_seen = (int(v) for v in self.seen_var.numpy())
+        if seen and not images_sum:  # every image of the epoch was a blank standing in for a bad file
+            raise TrainingError(f"not one training image of epoch {epoch + 1} could be decoded ({bad_seen} unreadable "
+                                f"so far): the data is damaged or not {IMAGE_FORMATS} images")
         before = next((r for r in reversed(st.rows) if int(r["epoch"]) < epoch + 1), {})
         row = {"epoch": epoch + 1, "step": st.step, "lr": self._lr(), "train_loss": loss_sum / max(seen, 1),
                "train_top1": 100 * correct_sum / max(images_sum, 1), "images_per_sec": speed,

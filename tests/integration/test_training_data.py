@@ -313,3 +313,19 @@ def test_every_file_left_out_is_named_and_counted(tmp_path, digits_folder, capsy
     assert f"skipping {root}/train/a/more/ (2 files): a link to a folder is not followed" in err
     assert f"skipping {run}/ (3 files): a training run's folder, not a class" in err
     assert src.skipped == 8 and f"8 file(s) in {root} were left out (each named above)" in err
+
+
+def test_a_training_split_of_only_unreadable_images_stops_in_one_line(tmp_path, capsys):
+    """#34: an all-undecodable training split exited 0 after "0 images"."""
+    from keras_models.cli import main
+
+    with tf.io.TFRecordWriter(str(tmp_path / "junk.tfrecord")) as w:
+        for i in range(12):
+            w.write(tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"\xff\xd8\xff damaged"])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 2])),
+            })).SerializeToString())
+    code = main(["train", "--model", "rexnet_100", "--data", f"tfrecord:{tmp_path}/junk.tfrecord", "--image-size",
+                 "32", "--batch-size", "4", "--steps-per-epoch", "2", "--epochs", "1", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and "not one training image of epoch 1 could be decoded" in err[-1], err[-3:]
