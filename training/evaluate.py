@@ -49,7 +49,13 @@ def run_settings(weights: str | None, *, model: str | None = None, data: str | N
     same_data = run is not None and data == run.data
     seed = defaults.seed if seed is None else seed
     val_split = defaults.val_split if val_split is None else val_split
-    source = data_lib.load(data, val_split=val_split, seed=seed, data_dir=data_dir or defaults.data_dir)
+    try:
+        source = data_lib.load(data, val_split=val_split, seed=seed, data_dir=data_dir or defaults.data_dir)
+    except data_lib.DataError as e:
+        if not same_data:
+            raise
+        raise data_lib.DataError(f"{e} (the run trained on {run.data}: if the data moved, pass --data with where it "
+                                 "is now)") from None
     entry = get_entry(model)
     image_size = image_size or (run.image_size if same_data else None) or source.defaults.get(
         "image_size", entry.make_spec().default_size)

@@ -225,3 +225,17 @@ def test_a_full_disk_is_one_line_not_a_crash(full_disk, bad_files, command, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not enough space for" in err[0] and "MB are free" in err[0], err
     assert list(full_disk.iterdir()) == []
+
+
+def test_eval_after_the_data_moved_says_to_pass_data(digits_run, tmp_path, capsys):
+    """#34: export/eval of a run whose data folder moved gave no hint about --data."""
+    from keras_models.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(digits_run / "best.weights.h5", run)
+    config = (digits_run / "config.yaml").read_text().replace("data: digits", f"data: folder:{tmp_path}/moved")
+    (run / "config.yaml").write_text(config)
+    assert main(["eval", "--weights", str(run / "best.weights.h5")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"the run trained on folder:{tmp_path}/moved: if the data moved, pass --data" in err[0]
