@@ -15,6 +15,8 @@ import yaml
 from helpers import HELPERS, ROOT, run_cli
 from helpers.runs import SMALL, kill_at_mid_epoch_checkpoint, latest_step, read_metrics
 
+from training.run_lock import LOCK_FILE
+
 
 # --- config and CLI ----------------------------------------------------------------------
 def test_yaml_recipe_and_flags(tmp_path):
@@ -88,7 +90,8 @@ def test_resume_after_sigkill_counts_each_step_once(resumed_run):
     assert list((out / "logs").glob("events.out.tfevents.*"))
     assert (out / "labels.txt").read_text().split() == [str(i) for i in range(10)]
     assert "done: rexnet_100 on digits: val top-1" in stdout
-    assert not [p for p in out.rglob(".*") if p.is_file()], "temporary files left behind"
+    leftovers = [p for p in out.rglob(".*") if p.is_file() and p != out / LOCK_FILE]  # the run lock stays, unheld
+    assert not leftovers, "temporary files left behind"
     # rerunning a finished run trains nothing more
     again = run_cli("train", *SMALL, "--image-size", "64", "--out", str(out))
     assert again.returncode == 0 and "nothing to train" in again.stdout
