@@ -139,9 +139,7 @@ def _predict_packaged(args, name: str) -> None:
         raise CLIError(f"{name} brings its own weights: drop --weights")
     config = hub.read_config(*hub.parse(name)) if name.startswith("hf://") else None
     if config is not None and hub.is_preset_config(config):  # a preset pushed to the Hub: its own folder
-        repo, revision = hub.parse(name)
-        name = str(hub.snapshot(repo, (presets.CONFIG, presets.WEIGHTS, presets.METADATA),
-                                (presets.PREPROCESSOR, presets.LABELS), revision))
+        name = str(presets.from_hub(*hub.parse(name)))
         config = None
     if config is not None:
         tag = hub.pretrained_from_config(config)

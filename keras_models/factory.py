@@ -101,10 +101,15 @@ def create_model(
     tag = default_tag.tag if default_tag and "." in name else None
     if pretrained and weights is None:
         weights = "imagenet"
-    spec_options = {k: kwargs.pop(k) for k in SPEC_OPTIONS if k in kwargs}
+    spec_options = _spec_options(kwargs)
     num_classes = same_classes(kwargs.pop("classes", None), num_classes)
     return create_from_entry(entry, weights=weights, tag=tag, num_classes=num_classes, spec_options=spec_options,
                              **kwargs)
+
+
+def _spec_options(kwargs: dict) -> dict:
+    """Takes the architecture options out of `kwargs` (what is left goes to `build`)."""
+    return {k: kwargs.pop(k) for k in SPEC_OPTIONS if k in kwargs}
 
 
 def _brings_own_weights(where: str, kwargs: dict) -> None:
@@ -121,9 +126,7 @@ def _from_hub(handle: str, *, num_classes: int | None = None, **kwargs) -> keras
     repo, revision = hub.parse(handle)
     config = hub.read_config(repo, revision)
     if hub.is_preset_config(config):  # pushed with --format preset: a preset folder on the Hub
-        folder = hub.snapshot(repo, (presets.CONFIG, presets.WEIGHTS, presets.METADATA),
-                              (presets.PREPROCESSOR, presets.LABELS), revision)
-        return load_preset(folder, num_classes=num_classes, **kwargs)
+        return load_preset(presets.from_hub(repo, revision), num_classes=num_classes, **kwargs)
     architecture = config["architecture"].split(".")[0]
     entry = find_entry(architecture)
     if entry is None:
@@ -131,7 +134,7 @@ def _from_hub(handle: str, *, num_classes: int | None = None, **kwargs) -> keras
                            "(see `keras-models list`)")
     _brings_own_weights(handle, kwargs)
     tag = hub.pretrained_from_config(config)
-    spec_options = {k: kwargs.pop(k) for k in SPEC_OPTIONS if k in kwargs}
+    spec_options = _spec_options(kwargs)
     net = with_tag(make_spec(entry, spec_options), tag)
     classes = same_classes(kwargs.pop("classes", None), num_classes if num_classes is not None else tag.num_classes)
     model = build(net, num_classes=classes, **kwargs)

@@ -58,12 +58,16 @@ def ensure_space(folder: Path, needed_bytes: int, what: str) -> None:
                       f"{free / 1e6:.1f} MB are free; free some space or write elsewhere")
 
 
+def h5_bytes(raw_bytes: int) -> int:
+    """What an HDF5 file of `raw_bytes` of arrays takes on disk, its own structure included (an upper estimate)."""
+    return int(raw_bytes * 1.05) + (1 << 20)
+
+
 def weights_bytes(model) -> int:
-    """What a model's weights file takes on disk, HDF5's own structure included (an upper estimate)."""
+    """What a model's `.weights.h5` takes on disk (`h5_bytes` of its variables)."""
     import numpy as np
 
-    raw = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
-    return int(raw * 1.05) + (1 << 20)
+    return h5_bytes(sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights))
 
 
 @contextmanager

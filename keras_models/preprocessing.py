@@ -141,15 +141,23 @@ def header_pixels(data):
     ], default=lambda: tf.constant(0, tf.int64))
 
 
+def pixel_limit_check(pixels, limit: int | None = None):
+    """The in-graph refusal of an image of `pixels` (height x width, int64) over `limit` (default
+    `max_pixels()`): a decode made to depend on it never allocates a bomb."""
+    import tensorflow as tf
+
+    limit = max_pixels() if limit is None else limit
+    return tf.debugging.assert_less_equal(pixels, tf.constant(limit, tf.int64),
+                                          message=f"image over the pixel limit of {limit:,} ({MAX_PIXELS_ENV})")
+
+
 def decode_image(encoded, limit: int | None = None):
     """Encoded JPEG/PNG/GIF/BMP/WebP bytes -> uint8 HxWx3 (the first frame of an animation). An image
     whose header claims more than `limit` (default `max_pixels()`) pixels fails before it is decoded:
     the decode depends on the check, so memory stays bounded by the limit, not by the file."""
     import tensorflow as tf
 
-    limit = max_pixels() if limit is None else limit
-    check = tf.debugging.assert_less_equal(header_pixels(encoded), tf.constant(limit, tf.int64),
-                                           message=f"image over the pixel limit of {limit:,} ({MAX_PIXELS_ENV})")
+    check = pixel_limit_check(header_pixels(encoded), limit)
     is_webp = tf.equal(tf.strings.substr(encoded, 8, 4), b"WEBP")
     with tf.control_dependencies([check]):  # WebP is RGB or RGBA, and TF will not drop its alpha itself
         image = tf.cond(is_webp, lambda: tf.io.decode_image(encoded, channels=0, expand_animations=False)[..., :3],

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import keras
 
+from keras_models import hub
 from keras_models.files import ensure_space, file_digest, owned_temp_prefix, remove_stale, weights_bytes
 from keras_models.models import eval_settings, find_entry
 from keras_models.registry import build_record
@@ -25,6 +26,11 @@ from keras_models.state_dicts import CheckpointError
 
 CONFIG, WEIGHTS, METADATA, PREPROCESSOR, LABELS = (
     "config.json", "model.weights.h5", "metadata.json", "preprocessor.json", "labels.txt")
+
+
+def from_hub(repo: str, revision: str | None = None) -> Path:
+    """A preset pushed to the Hub (`push --format preset`), downloaded and verified: its local folder."""
+    return hub.snapshot(repo, (CONFIG, WEIGHTS, METADATA), (PREPROCESSOR, LABELS), revision)
 
 
 def is_preset(name: str | os.PathLike) -> bool:

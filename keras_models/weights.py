@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_models.files import atomic_output, ensure_space
+from keras_models.files import atomic_output, ensure_space, h5_bytes
 from keras_models.layers import BlockSpec
 from keras_models.provenance import check_architecture
 from keras_models.spec import HEAD_LAYERS, NetSpec
@@ -301,8 +301,7 @@ def check_values(key: str, array: np.ndarray) -> None:
 
 def write_named(named: Named, path: Path) -> None:
     """Per-layer tensors as a keras.applications-style `.h5`, in Keras layouts (temp file, then rename)."""
-    ensure_space(path.parent, int(sum(a.nbytes for v in named.values() for _, a, _ in v) * 1.05) + (1 << 20),
-                 path.name)
+    ensure_space(path.parent, h5_bytes(sum(a.nbytes for v in named.values() for _, a, _ in v)), path.name)
     with atomic_output(path, suffix=".h5") as tmp:
         write_named_h5({k: [(key, _TRANSFORMS[t][0](a)) for key, a, t in v] for k, v in named.items()}, tmp)
 

@@ -29,7 +29,7 @@ from keras_models.preprocessing import (
     decode_image,
     header_size,
     is_image_file,
-    max_pixels,
+    pixel_limit_check,
 )
 from training.augment import rand_augment
 
@@ -462,12 +462,9 @@ def random_resized_crop_encoded(data: tf.Tensor, size: int, scale: tuple[float, 
     window (`decode_jpeg_window` at one of `scales`, from its header's size), other formats decode
     whole, then crop; `jpeg_only` skips the format test. The uint8 crop is resized; nothing outside
     it is converted to float."""
-    limit = tf.constant(max_pixels(), tf.int64)
-
     def jpeg():
         shape = tf.image.extract_jpeg_shape(data)
-        check = tf.debugging.assert_less_equal(tf.reduce_prod(tf.cast(shape[:2], tf.int64)), limit,
-                                               message="image over the pixel limit")
+        check = pixel_limit_check(tf.reduce_prod(tf.cast(shape[:2], tf.int64)))
         with tf.control_dependencies([check]):  # a TFRecord's JPEG is not scanned: refused here, undecoded
             begin, crop_size = crop_window(shape, scale, seed)
         return decode_jpeg_window(data, begin, crop_size, size, scales)
