@@ -335,13 +335,19 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None = None) 
     args = parser.parse_args(argv)
     try:
         _import_keras_quietly()
-        args.func(args)
+        from keras_models.files import filtered_stderr
+
+        with filtered_stderr():  # libjpeg's own lines about a damaged JPEG (it is counted and named)
+            args.func(args)
     except KeyboardInterrupt:
         print("keras-models: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # every failure is one line unless debugging
         if os.environ.get("KERAS_MODELS_DEBUG"):
             raise
+        from keras_models.files import disk_full
+
+        e = disk_full(e) or e
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"keras-models: error: {msg}", file=sys.stderr)
         return getattr(e, "exit_code", 2)  # e.g. a training run stopped by SIGTERM: 143

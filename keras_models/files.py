@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import re
 import shutil
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,13 +49,34 @@ def _alive(pid: int) -> bool:
 class NoSpace(OSError):
     """Not enough free space for a file about to be written (one line, nothing written)."""
 
+    exit_code = 1  # the machine's state, not the command line (2)
+
+
+def disk_full(error: BaseException) -> NoSpace | None:
+    """The one-line `NoSpace` for an error that a full disk caused (an OSError or a TensorFlow
+    writer's error, "No space left on device"), naming the folder it was writing to; else None."""
+    text = str(error)
+    if isinstance(error, NoSpace) or not (getattr(error, "errno", None) == errno.ENOSPC
+                                          or "No space left on device" in text):
+        return None
+    paths = re.findall(r"(/[^\s;:'\"]+)", re.sub(r"\{\{.*?\}\}", "", text))  # not TF's op names
+    where = f" to {_existing_folder(Path(paths[0]))}" if paths else ""
+    return NoSpace(f"the disk filled up while writing{where} (nothing was published there): free some space "
+                   "or write elsewhere")
+
+
+def _existing_folder(path: Path) -> Path:
+    """The deepest folder of `path` that still exists (what a failed write cleaned up is gone)."""
+    path = path.parent
+    while not path.is_dir() and path != path.parent:
+        path = path.parent
+    return path
+
 
 def ensure_space(folder: Path, needed_bytes: int, what: str) -> None:
     """Refuse, before writing, when `folder`'s filesystem has less room than `what` needs: HDF5
     (h5py, Keras' `.weights.h5`) crashes the whole process when the disk fills mid-write."""
-    folder = Path(folder)
-    while not folder.exists():
-        folder = folder.parent
+    folder = _existing_folder(Path(folder) / "file")
     free = shutil.disk_usage(folder).free
     if free < needed_bytes:
         raise NoSpace(f"not enough space for {what} in {folder}: it needs about {needed_bytes / 1e6:.1f} MB and "
@@ -123,3 +148,61 @@ def quiet_stderr(enabled: bool = True) -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+# What libjpeg itself prints to fd 2 as TensorFlow decodes a damaged JPEG (TF then raises, and the
+# file is counted as unreadable): how its error and first-warning lines start, for `filtered_stderr`.
+LIBJPEG_NOISE = (b"Improper call to JPEG library in state ", b"Premature end of JPEG file", b"Corrupt JPEG data: ",
+                 b"Invalid JPEG file structure: ", b"Not a JPEG file: ", b"Bogus ", b"Unsupported marker type ",
+                 b"JPEG datastream contains no image", b"Huffman table 0x", b"Quantization table 0x",
+                 b"Input file read error", b"Premature end of input file", b"Unsupported JPEG process",
+                 b"Invalid SOS parameters", b"Empty JPEG image")
+
+
+@contextmanager
+def filtered_stderr(noise: tuple[bytes, ...] = LIBJPEG_NOISE) -> Iterator[None]:
+    """Pass everything written to fd 2 (Python's and C++'s) through, except whole lines that start
+    with one of `noise`: a thread copies a pipe to the real stderr. Off with KERAS_MODELS_DEBUG=1."""
+    if os.environ.get("KERAS_MODELS_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    copier = threading.Thread(target=_copy_without, args=(read_end, saved, noise), daemon=True)
+    copier.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last writer here: the copier meets its end
+        copier.join(timeout=5)  # a child process that still holds the pipe must not hang us
+        os.close(saved)
+
+
+def _copy_without(read_end: int, out: int, noise: tuple[bytes, ...]) -> None:
+    """Copy read_end to out as it comes, without the lines that one of `noise` begins, wherever it
+    begins (libjpeg writes straight after a progress bar's text); the unfinished tail is held back
+    from where such a line may be beginning."""
+    lines = re.compile(rb"(?:%s)[^\n]*\n" % b"|".join(map(re.escape, noise)))
+    held = b""
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(65536):
+            text = lines.sub(b"", held + chunk)
+            cut = _noise_may_begin(text, noise)
+            os.write(out, text[:cut])
+            held = text[cut:]
+    os.write(out, held)
+
+
+def _noise_may_begin(text: bytes, noise: tuple[bytes, ...]) -> int:
+    """Where, in the text after its last newline, a line of `noise` may have begun (len(text): nowhere)."""
+    tail = text.rfind(b"\n") + 1
+    cut = len(text)
+    for start in noise:
+        if (found := text.find(start, tail)) >= 0:
+            cut = min(cut, found)
+        cut = min([cut] + [len(text) - k for k in range(1, len(start)) if text.endswith(start[:k])])
+    return cut

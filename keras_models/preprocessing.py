@@ -46,8 +46,11 @@ def max_pixels() -> int:
 
 def is_image_file(path: Path, head: bytes) -> bool:
     """Whether a file is one of `FORMATS` by its ending and its first bytes."""
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        return False
+    return path.suffix.lower() in IMAGE_EXTENSIONS and starts_like_image(head)
+
+
+def starts_like_image(head: bytes) -> bool:
+    """Whether bytes begin as one of `FORMATS` does."""
     return any(head.startswith(magic) for _, starts in FORMATS.values() for magic in starts) and (
         not head.startswith(b"RIFF") or head[8:12] == b"WEBP")
 
@@ -99,9 +102,13 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def check_pixels(data: bytes, what: str) -> None:
-    """Refuse an image whose header claims more than `max_pixels()` pixels, naming it."""
+def check_pixels(data: bytes, what: str, complete: bool = True) -> None:
+    """Refuse an image whose header claims more than `max_pixels()` pixels, naming it; and one that
+    is `complete` (the whole file) yet ends before its header tells its size, which libjpeg would
+    otherwise report on stderr ("Improper call to JPEG library in state 201") as it fails."""
     size = header_size(data)
+    if size is None and complete and starts_like_image(data):
+        raise ImageError(f"{what} is truncated or damaged (it ends before its header gives the image size)")
     if size is not None and size[0] * size[1] > max_pixels():
         raise ImageError(f"{what} is {size[1]} x {size[0]} pixels, over the limit of {max_pixels():,} "
                          f"(a decompression bomb?); raise {MAX_PIXELS_ENV} to allow it")

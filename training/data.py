@@ -130,7 +130,7 @@ def _image_header(path: Path) -> tuple[str | None, bytes]:
     if not is_image_file(path, head):
         return f"not a {IMAGE_FORMATS} image", head
     try:
-        check_pixels(head, "it")
+        check_pixels(head, "it", complete=len(head) < HEADER_BYTES)
     except ImageError as e:
         return str(e), head
     return None, head
@@ -296,7 +296,7 @@ def _tfds(name: str, data_dir: str | None, val_split: float, manual_dir: str | N
         return int(info.splits[s].num_examples)
 
     channels = info.features[image_key].shape[-1]
-    decode = (lambda x: tf.image.grayscale_to_rgb(x)) if channels == 1 else (lambda x: x)
+    decode = tf.image.grayscale_to_rgb if channels == 1 else tf.identity
     return DataSource(
         name=f"tfds:{name}", class_names=list(info.features[label_key].names),
         train=split(train_split), val=split(val_split_name),
@@ -361,9 +361,18 @@ def _tfrecord(arg: str, val_split: float) -> DataSource:
         def held_out(i):  # record i is the first at or past each step of q/p records
             return tf.math.floordiv(i * p, q) > tf.math.floordiv((i - 1) * p, q)
 
+        def kept(i, record):
+            return tf.logical_not(held_out(i))
+
+        def shown(i, record):  # a named function: AutoGraph cannot read two lambdas on one line
+            return held_out(i)
+
+        def record_only(i, record):
+            return record
+
         indexed = records(train_files).enumerate()
-        train = indexed.filter(lambda i, x: tf.logical_not(held_out(i))).map(lambda i, x: x)
-        val = indexed.filter(lambda i, x: held_out(i)).map(lambda i, x: x)
+        train = indexed.filter(kept).map(record_only)
+        val = indexed.filter(shown).map(record_only)
         num_val = ((len(labels) - 1) * p) // q + 1
         num_train = len(labels) - num_val
 

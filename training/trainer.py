@@ -492,7 +492,11 @@ class Trainer:
             self._log("warning: weights are not finite; checkpoint not written")
             return
         self.best_var.assign(self.state.best_top1)
-        self.manager.save(checkpoint_number=self.state.step)
+        try:
+            self.manager.save(checkpoint_number=self.state.step)
+        except tf.errors.OpError:  # e.g. a full disk: what the save began (`*_temp`) goes, the older ones stay
+            clean_leftovers(Path(self.manager.directory))
+            raise
 
     # --- outputs ------------------------------------------------------------------------
     def _read_metrics(self) -> list[dict]:

@@ -8,6 +8,7 @@ run on the evaluation images and compared with the Keras model; the table goes t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -96,11 +97,18 @@ def export_model(model: keras.Model, repository: str | Path, plan: ExportPlan, i
     servable = "saved_model" in plan.formats
     model_dir = Path(repository) / plan.name if servable else Path(repository) / plan.name / "lite"
     bar = tqdm(total=len(plan.steps()), desc=f"export {plan.name}", unit="step", disable=not verbose, leave=False)
+    created = [folder for folder in (model_dir, *model_dir.parents) if not folder.exists()]  # deepest first
     staging = serving.staging_dir(model_dir)
     try:
         rows = _Release(model, staging, plan, images, bar).run()
         bar.set_postfix_str("publishing")
         version_dir = serving.publish(staging, model_dir, servable=servable)
+    except BaseException:  # a failed export leaves no folder it made (a full disk, a refused format)
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     finally:
         bar.close()
         shutil.rmtree(staging, ignore_errors=True)

@@ -30,6 +30,8 @@ CASES = [
     (["predict", "--crop-pct", "2", PHOTO], "argument --crop-pct: must be in (0, 1]"),
     (["predict", "--crop-pct", "nan", PHOTO], "argument --crop-pct: must be a finite number"),
     (["predict", "--weights", "none", "{tmp}/truncated.jpg"], "image {tmp}/truncated.jpg: truncated or damaged"),
+    (["predict", "--weights", "none", "{tmp}/headless.jpg"],  # #34: libjpeg wrote "Improper call ... state 201"
+     "image {tmp}/headless.jpg is truncated or damaged (it ends before its header gives the image size)"),
     (["predict", "--weights", "none", "{tmp}/bomb.png"], "is 16000 x 16000 pixels, over the limit of 89,478,485"),
     (["predict", "--weights", "{tmp}/other.weights.h5", "--model", "rexnet_100", PHOTO],
      "does not fit rexnet_100: layer 'stem_conv' needs [(3, 3, 3, 32)] but the file holds [(3, 3, 3, 42)]"),
@@ -81,6 +83,7 @@ def bad_files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad")
     data = (PHOTOS / "coffee.jpg").read_bytes()
     (tmp / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (tmp / "headless.jpg").write_bytes(data[:data.index(b"\xff\xc0")])  # cut before the frame header: no size
     bomb = io.BytesIO()
     Image.new("1", (16000, 16000)).save(bomb, "PNG")  # 32 MB in memory, a few KB on disk, 768 MB as RGB
     (tmp / "bomb.png").write_bytes(bomb.getvalue())
@@ -169,6 +172,24 @@ def test_a_bomb_in_a_training_folder_is_skipped_and_counted(bad_files, capsys):
             p.unlink()
 
 
+def test_a_jpeg_cut_inside_its_header_is_refused_before_libjpeg_sees_it(bad_files, tmp_path, capfd):
+    """libjpeg prints "Improper call to JPEG library in state 201" to the process's stderr when it
+    meets such a file; nothing decodes it now, in predict or in the training scan."""
+    from keras_models.cli import main
+    from training import data as data_lib
+
+    assert main(["predict", "--weights", "none", str(bad_files / "headless.jpg")]) == 2
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            (tmp_path / name / f"{i}.jpg").write_bytes((PHOTOS / "coffee.jpg").read_bytes())
+    (tmp_path / "a" / "headless.jpg").write_bytes((bad_files / "headless.jpg").read_bytes())
+    assert data_lib.load(f"folder:{tmp_path}", val_split=0.5).skipped == 1
+    err = capfd.readouterr().err
+    assert "headless.jpg: it is truncated or damaged (it ends before its header" in err
+    assert "Improper call" not in err
+
+
 def test_a_min_lr_above_the_recipes_peak_is_refused_when_the_peak_is_filled_in():
     from training.config import ConfigError, TrainConfig
 
@@ -213,18 +234,34 @@ def full_disk(tmp_path):
     subprocess.run(["umount", str(folder)], check=True)
 
 
-@pytest.mark.parametrize("command", [
+FULL_DISK_COMMANDS = [  # every kind of writer: HDF5 (h5py), SavedModel and checkpoints (TF), TFLite
     ["convert", "{tmp}/lite0.pth", "--model", "tf_efficientnet_lite0", "-o", "{disk}/x.weights.h5"],
     ["save-preset", "--weights", "imagenet", "--model", "tf_efficientnet_lite0", "--out", "{disk}/preset"],
-])
-def test_a_full_disk_is_one_line_not_a_crash(full_disk, bad_files, command, capsys):
-    """#34: h5py segfaulted (exit 139) after the error, with raw tracebacks, when the disk filled mid-write."""
+    ["export", "--weights", "{run}/best.weights.h5", "--formats", "saved_model", "--out", "{disk}/models"],
+    ["export", "--weights", "{run}/best.weights.h5", "--formats", "tflite", "--out", "{disk}/models"],
+    ["train", "--model", "rexnet_100", "--data", "digits", "--image-size", "32", "--epochs", "1",
+     "--steps-per-epoch", "2", "--checkpoint-every", "1", "--out", "{disk}/run"],  # a TF checkpoint mid-epoch
+]
+
+
+@pytest.mark.parametrize("command", FULL_DISK_COMMANDS, ids=lambda c: " ".join(c[:3]))
+def test_a_full_disk_is_one_line_not_a_crash(full_disk, bad_files, digits_run, command, capsys):
+    """#34: h5py segfaulted (exit 139) after the error, with raw tracebacks, when the disk filled
+    mid-write; TensorFlow's writers gave their raw error and left `*_temp` checkpoint folders and
+    empty model folders. Now: one line, exit 1, and no file or folder that is not whole."""
     from keras_models.cli import main
 
-    assert main([c.format(disk=full_disk, tmp=bad_files) for c in command]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not enough space for" in err[0] and "MB are free" in err[0], err
-    assert list(full_disk.iterdir()) == []
+    assert main([c.format(disk=full_disk, tmp=bad_files, run=digits_run) for c in command]) == 1
+    err = capsys.readouterr().err  # a progress bar, then one line (the bar is cleared with a carriage return)
+    last = err.strip().splitlines()[-1].split("\r")[-1]
+    assert err.count("keras-models: error:") == 1 and "Traceback" not in err, err
+    assert last.startswith("keras-models: error: ") and ("not enough space" in last or "disk filled up" in last), err
+    left = sorted(str(p.relative_to(full_disk)) for p in full_disk.rglob("*"))
+    if command[0] == "train":  # a run folder stays, resumable: its settings, its lock, nothing half-saved
+        left = [p for p in left if "tfevents" not in p]
+        assert left == ["run", "run/.lock", "run/checkpoints", "run/config.yaml", "run/labels.txt", "run/logs"], left
+    else:
+        assert left == [], left
 
 
 def test_eval_after_the_data_moved_says_to_pass_data(digits_run, tmp_path, capsys):

@@ -4,6 +4,7 @@ bounded by the pixel limit whatever the aspect ratio."""
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -75,3 +76,24 @@ def test_a_strip_resizes_only_what_the_crop_sees():
     assert out.shape == (224, 224, 3)
     # the centre of the strip, stretched: the middle column holds the strip's middle value
     assert abs(float(out[112, 112, 0]) - 4000 % 255) <= 2
+
+
+def test_libjpegs_own_lines_are_filtered_from_stderr_and_nothing_else(capfd):
+    """#34: TensorFlow's libjpeg prints its own lines to fd 2 for a JPEG cut before its tables
+    ("Input file read error", then "Improper call to JPEG library in state 201"). The CLI filters
+    such lines and keeps every other byte in order, progress bars without a newline included."""
+    from keras_models.files import filtered_stderr
+
+    data = (PHOTOS / "coffee.jpg").read_bytes()
+    no_tables = data[: data.index(b"\xff\xc4")]
+    with filtered_stderr():
+        os.write(2, b"\rbar 1/2")
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            decode_image(no_tables)
+        os.write(2, b"\rbar 2/2\nImproper call to JPEG library in state 201\n")
+        os.write(2, b"Premature end of JPEG")  # a noise line in two writes
+        os.write(2, b" file\nkept\n")
+    assert capfd.readouterr().err == "\rbar 1/2\rbar 2/2\nkept\n"
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        decode_image(no_tables)
+    assert "Input file read error" in capfd.readouterr().err  # libjpeg's line: what the filter is for
