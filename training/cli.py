@@ -107,8 +107,17 @@ def cmd_export(args: argparse.Namespace) -> None:
            crop_pct=args.crop_pct, out=args.out, name=args.name)
 
 
+def cmd_prepare(args: argparse.Namespace) -> None:
+    require_tensorflow("prepare (tf.data, TFRecord)")
+    from training.prepare import prepare, print_summary
+
+    summary = prepare(args.data, args.out, shards=args.shards, shard_mb=args.shard_mb, val_split=args.val_split,
+                      seed=args.seed, data_dir=args.data_dir)
+    print_summary(args.out, summary)
+
+
 def add_subcommands(sub) -> None:
-    """Register `train`, `eval`, `optimize` and `export` on an argparse subparsers object."""
+    """Register `train`, `eval`, `prepare`, `optimize` and `export` on an argparse subparsers object."""
     p = sub.add_parser("train", help="train a model (tf.distribute, resumable); see `train --help`")
     add_config_arguments(p)
     p.set_defaults(func=cmd_train)
@@ -124,6 +133,19 @@ def add_subcommands(sub) -> None:
     p.add_argument("--val-split", type=float)
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("prepare", help="write a data source once as TFRecord shards (train-*, val-*, labels.txt)",
+                       description="Read, check and write every image of a data source into TFRecord shards that "
+                                   "`--data tfrecord:OUT/train-*,OUT/val-*` reads; unreadable files are named, "
+                                   "not written; nothing appears under OUT until it is complete.")
+    p.add_argument("--data", required=True, help="folder:PATH | digits | tfds:NAME[/CONFIG] | tfrecord:GLOB")
+    p.add_argument("--out", type=nonempty, required=True, help="folder for the shards (local or a gs:// URL)")
+    p.add_argument("--shards", type=positive_int, help="shards per split (default: from --shard-mb)")
+    p.add_argument("--shard-mb", type=float, default=128.0, help="target shard size in MB (default 128)")
+    p.add_argument("--val-split", type=float, default=0.2, help="held-out share when the data has no val split")
+    p.add_argument("--seed", type=int, default=0, help="the split's and the training order's seed")
+    p.add_argument("--data-dir", help="tensorflow-datasets data_dir")
+    p.set_defaults(func=cmd_prepare)
 
     from training.optimize import ALLOCATIONS, METHODS
 

@@ -9,9 +9,9 @@ images it skips. Images stay RGB in [0, 255]: the models normalise in-graph.
 from __future__ import annotations
 
 import fractions
-import glob
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -311,15 +311,31 @@ _TFRECORD_FEATURES = {
 }
 
 
+SHARD_NAME = re.compile(r"(.*)-(\d+)-of-(\d+)(\.[^/]*)?")  # train-00003-of-00008.tfrecord
+
+
+def _shards(pattern: str) -> list[str]:
+    """The files a glob matches (local or an object store's, through tf.io.gfile), refusing a set of
+    `NAME-i-of-N` shards that is not whole (a copy or a preparation that did not finish)."""
+    files = sorted(tf.io.gfile.glob(os.path.expanduser(pattern)))
+    if not files:
+        raise DataError(f"no TFRecord files match {pattern!r}")
+    sets: dict[tuple[str, str], set[int]] = {}
+    for path in files:
+        if m := SHARD_NAME.fullmatch(path):
+            sets.setdefault((m.group(1), m.group(3)), set()).add(int(m.group(2)))
+    for (stem, count), found in sets.items():
+        if found != set(range(int(count))):
+            raise DataError(f"{pattern!r} matches {len(found)} of the {int(count)} shards {stem}-*-of-{count}: the set "
+                            "is incomplete (a copy or a `keras-models prepare` that did not finish)")
+    return files
+
+
 def _tfrecord(arg: str, val_split: float) -> DataSource:
     """TF Model Garden layout: `image/encoded` + `image/class/label`; optional labels.txt beside."""
     train_glob, _, val_glob = arg.partition(",")
-    train_files = sorted(glob.glob(os.path.expanduser(train_glob)))
-    if not train_files:
-        raise DataError(f"no TFRecord files match {train_glob!r}")
-    val_files = sorted(glob.glob(os.path.expanduser(val_glob))) if val_glob else []
-    if val_glob and not val_files:
-        raise DataError(f"no TFRecord files match {val_glob!r}")
+    train_files = _shards(train_glob)
+    val_files = _shards(val_glob) if val_glob else []
 
     def parse(record):
         ex = tf.io.parse_single_example(record, _TFRECORD_FEATURES)
@@ -338,9 +354,10 @@ def _tfrecord(arg: str, val_split: float) -> DataSource:
     labels = np.concatenate([train_labels, read_labels(val_files)]) if val_files else train_labels
     if not len(labels):
         raise DataError(f"the TFRecord files matching {arg!r} hold no records")
-    labels_txt = Path(train_files[0]).parent / "labels.txt"
-    if labels_txt.is_file():
-        class_names = [line.strip() for line in labels_txt.read_text().splitlines() if line.strip()]
+    labels_txt = f"{os.path.dirname(train_files[0])}/labels.txt"
+    if tf.io.gfile.exists(labels_txt):
+        with tf.io.gfile.GFile(labels_txt) as f:
+            class_names = [line.strip() for line in f.read().splitlines() if line.strip()]
     else:
         class_names = [str(i) for i in range(int(labels.max()) + 1)]
     if labels.max() >= len(class_names):

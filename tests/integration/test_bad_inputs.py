@@ -63,6 +63,13 @@ CASES = [
     (["train", "--lr", "0.05", "--min-lr", "10", "--out", "{tmp}/r"],  # #34: raised the LR 320x past the peak
      "min_lr must be in [0, lr]: the schedule decays to it (the peak lr is 0.05); got 10.0", "!{tmp}/r"),
     (["train", "--label-smoothing", "1.5", "--out", "{tmp}/r"], "label_smoothing must be in [0, 1)", "!{tmp}/r"),
+    # prepare
+    (["prepare", "--data", "digits", "--out", "{tmp}/foreign"],
+     "{tmp}/foreign already holds train-*/val-* files that no preparation of this tool finished"),
+    (["prepare", "--data", "digits", "--out", "{tmp}/p", "--shards", "0"], "argument --shards: must be a whole number",
+     "!{tmp}/p"),
+    (["prepare", "--data", "folder:{tmp}/nowhere", "--out", "{tmp}/p"], "folder {tmp}/nowhere does not exist",
+     "!{tmp}/p"),
     # eval, export
     (["eval", "--weights", "{tmp}/missing.weights.h5"], "weights file {tmp}/missing.weights.h5 does not exist"),
     (["eval", "--weights", "{tmp}/other.weights.h5", "--batch-size", "0"], "argument --batch-size: must be a whole"),
@@ -104,6 +111,8 @@ def bad_files(tmp_path_factory):
     (tmp / "typo.yaml").write_text("epochz: 3\n")
     (tmp / "lr.yaml").write_text("lr: fast\n")
     (tmp / "labels.txt").write_text("cat\ndog\n")
+    (tmp / "foreign").mkdir()
+    (tmp / "foreign" / "train-a.tfrecord").write_bytes(b"")
     for name in ("a", "b"):
         (tmp / "classes" / name).mkdir(parents=True)
         for i in range(3):
