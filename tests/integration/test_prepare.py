@@ -87,7 +87,8 @@ def test_an_incomplete_set_of_shards_is_refused(photos, tmp_path):
     out = tmp_path / "shards"
     prepare(f"folder:{photos}", str(out), shards=3)
     (out / "train-00001-of-00003.tfrecord").unlink()
-    with pytest.raises(data_lib.DataError, match="matches 2 of the 3 shards .*train-\\*-of-00003: the set is incomplete"):
+    incomplete = r"matches 2 of the 3 shards .*train-\*-of-00003: the set is incomplete"
+    with pytest.raises(data_lib.DataError, match=incomplete):
         data_lib.load(f"tfrecord:{out}/train-*,{out}/val-*")
 
 
