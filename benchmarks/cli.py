@@ -45,6 +45,7 @@ def _cmd_data(args) -> None:
         data=args.data, image_size=args.img_size[0], batch_size=args.batch_size[-1], randaugment=args.randaugment,
         randaugment_mstd=args.randaugment_mstd, mixup=args.mixup, cutmix=args.cutmix, compare=args.compare,
         warmup=args.warmup, batches=args.iters, repeats=args.repeats, rounds=args.rounds, workers=args.threads,
+        service_workers=args.data_service,
         command="keras-models " + " ".join(sys.argv[1:]))
     csv_path = Path(args.results_file)
     if csv_path.suffix != ".csv":
@@ -92,6 +93,8 @@ def add_subcommands(sub) -> None:
     p.add_argument("--repeats", type=positive_int, default=3, help="--bench data: timed repeats of --iters batches")
     p.add_argument("--rounds", type=positive_int, default=1,
                    help="--bench data: run ours and every peer this many times, interleaved (drift-fair medians)")
+    p.add_argument("--data-service", type=ints, default=[], help="--bench data: also our pipeline on a local "
+                   "tf.data service with each of these numbers of worker processes, e.g. 1,2")
     p.add_argument("--results-file", default="benchmark.csv", help="CSV to write; the chart goes beside it (.png)")
     p.add_argument("--plot", help="chart path (default: the results file with .png)")
     p.set_defaults(func=_cmd_benchmark)

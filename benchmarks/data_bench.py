@@ -59,6 +59,7 @@ class DataBenchOptions:
     repeats: int = 3
     rounds: int = 1  # the whole sequence of pipelines, this many times (interleaved in time)
     workers: int = 0  # timm's DataLoader workers (0: one per core)
+    service_workers: list[int] = field(default_factory=list)  # our pipeline on a tf.data service of k workers
     command: str = ""
 
     def check(self) -> None:
@@ -117,6 +118,20 @@ def ours(source, options: DataBenchOptions):
     pipeline = Pipeline(options.image_size, 0.875, randaugment=options.randaugment,
                         randaugment_mstd=options.randaugment_mstd, mixup=options.mixup, cutmix=options.cutmix)
     return pipeline.train_dataset(source, options.batch_size)
+
+
+def served(source, options: DataBenchOptions, workers: int) -> dict:
+    """Our pipeline computed by a tf.data service of `workers` local worker processes (and its
+    dispatcher), read in this process: what the service costs against the local pipeline."""
+    from training import data_service
+    from training.data import Pipeline
+
+    pipeline = Pipeline(options.image_size, 0.875, randaugment=options.randaugment,
+                        randaugment_mstd=options.randaugment_mstd, mixup=options.mixup, cutmix=options.cutmix)
+    with data_service.local_cluster(workers) as url:
+        ds = data_service.service_dataset(pipeline, source, options.batch_size, url=url, start=0, end=1 << 40,
+                                          job=f"bench-{workers}-{time.time_ns()}")
+        return {"rates": timed(ds, options), "workers": workers}
 
 
 def _cached_bytes(source):
@@ -226,6 +241,8 @@ def _peers(source, data: str, options: DataBenchOptions) -> list[tuple[str, Call
     peers += [(name, in_process(make)) for key, name, make in (
         ("legacy", "keras-models before #19", legacy), ("garden", "TF Model Garden parser", garden))
         if key in options.compare]
+    peers += [(f"tf.data service, {k} worker(s)", lambda k=k: served(source, options, k))
+              for k in options.service_workers]
     return peers + ([("timm's loader", timm)] if "timm" in options.compare else [])
 
 

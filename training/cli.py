@@ -116,6 +116,16 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     print_summary(args.out, summary)
 
 
+def cmd_data_service(args: argparse.Namespace) -> None:
+    require_tensorflow("the tf.data service")
+    from training import data_service
+
+    if args.role == "dispatcher":
+        data_service.serve("dispatcher", lambda: data_service.dispatcher(args.port, args.work_dir))
+    else:
+        data_service.serve("worker", lambda: data_service.worker(args.dispatcher, args.port, args.host, args.timeout))
+
+
 def add_subcommands(sub) -> None:
     """Register `train`, `eval`, `prepare`, `optimize` and `export` on an argparse subparsers object."""
     p = sub.add_parser("train", help="train a model (tf.distribute, resumable); see `train --help`")
@@ -146,6 +156,19 @@ def add_subcommands(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="the split's and the training order's seed")
     p.add_argument("--data-dir", help="tensorflow-datasets data_dir")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("data-service", help="run a tf.data service dispatcher or worker for `train --data-service`")
+    roles = p.add_subparsers(dest="role", required=True)
+    d = roles.add_parser("dispatcher", help="the dispatcher: hands out work, one per cluster")
+    d.add_argument("--port", type=positive_int, required=True)
+    d.add_argument("--work-dir", help="journal the dispatcher's state here (it then survives a restart)")
+    d.set_defaults(func=cmd_data_service)
+    w = roles.add_parser("worker", help="a worker: runs the input pipeline, as many as the CPUs allow")
+    w.add_argument("--dispatcher", required=True, help="HOST:PORT or grpc://HOST:PORT of the dispatcher")
+    w.add_argument("--port", type=nonnegative_int, default=0, help="this worker's port (0: any free one)")
+    w.add_argument("--host", default="localhost", help="the name the trainers reach this worker by")
+    w.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the dispatcher")
+    w.set_defaults(func=cmd_data_service)
 
     from training.optimize import ALLOCATIONS, METHODS
 

@@ -122,6 +122,7 @@ class TrainConfig:
     jit_compile: str = "auto"  # auto: XLA on GPU/TPU only (XLA-CPU depthwise convs are 5-18x slower)
     sync_bn: bool = False
     worker_timeout: float = 600.0  # multi_worker: seconds to wait for every worker to join, then stop
+    data_service: str | None = None  # grpc://HOST:PORT: the training input runs on a tf.data service
     checkpoint_every: int = 200  # steps; also at every epoch end
     seed: int = 0
     extra: dict = field(default_factory=dict)  # free-form notes carried into config.yaml

@@ -55,6 +55,8 @@ class DataSource:
     cache: bool = True
     short_side: int | None = None  # the largest short side among the training images, if their headers tell
     jpeg_only: bool = False  # every training file is a JPEG (by its header): no format test per image
+    listing: tuple[np.ndarray, np.ndarray] | None = None  # (raws, labels) of train: random access (the data service)
+    shards: list[str] | None = None  # TFRecord files of train, when val is separate (the data service)
 
     @property
     def encoded(self) -> bool:
@@ -108,7 +110,7 @@ def _digits(val_split: float, seed: int) -> DataSource:
         class_names=[str(i) for i in range(10)],
         train=tf.data.Dataset.from_tensor_slices((images[tr], labels[tr])),
         val=tf.data.Dataset.from_tensor_slices((images[va], labels[va])),
-        num_train=len(tr), num_val=len(va),
+        num_train=len(tr), num_val=len(va), listing=(images[tr], labels[tr]),
         # Tiny, centred, orientation-sensitive: whole-image eval, gentle crops, no flips; 1.4k
         # images overfit with the ImageNet decay of 1e-5 (val top-1 95.0% vs 97.5% with 5e-4).
         defaults={"image_size": 32, "crop_pct": 1.0, "crop_scale": (0.6, 1.0), "hflip": False,
@@ -249,6 +251,7 @@ def _folder(root: Path, val_split: float, seed: int) -> DataSource:
         train=files_ds(tr_files, tr_labels), val=files_ds(va_files, va_labels),
         num_train=len(tr_files), num_val=len(va_files), read=tf.io.read_file, decode=decode_image, skipped=skipped,
         cache=len(tr_files) <= CACHE_LIMIT, short_side=listing.short_side, jpeg_only=listing.jpeg_only,
+        listing=(np.array(tr_files), np.asarray(tr_labels, np.int32)),
     )
 
 
@@ -331,18 +334,20 @@ def _shards(pattern: str) -> list[str]:
     return files
 
 
+def parse_record(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A serialized Model Garden example -> (encoded image, int32 label)."""
+    ex = tf.io.parse_single_example(record, _TFRECORD_FEATURES)
+    return ex["image/encoded"], tf.cast(ex["image/class/label"], tf.int32)
+
+
 def _tfrecord(arg: str, val_split: float) -> DataSource:
     """TF Model Garden layout: `image/encoded` + `image/class/label`; optional labels.txt beside."""
     train_glob, _, val_glob = arg.partition(",")
     train_files = _shards(train_glob)
     val_files = _shards(val_glob) if val_glob else []
 
-    def parse(record):
-        ex = tf.io.parse_single_example(record, _TFRECORD_FEATURES)
-        return ex["image/encoded"], tf.cast(ex["image/class/label"], tf.int32)
-
     def records(files):
-        return tf.data.TFRecordDataset(files).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        return tf.data.TFRecordDataset(files).map(parse_record, num_parallel_calls=tf.data.AUTOTUNE)
 
     def read_labels(files):
         try:
@@ -394,7 +399,8 @@ def _tfrecord(arg: str, val_split: float) -> DataSource:
         num_train = len(labels) - num_val
 
     return DataSource(name=f"tfrecord:{arg}", class_names=class_names, train=train, val=val,
-                      num_train=num_train, num_val=num_val, decode=decode_image, cache=num_train <= CACHE_LIMIT)
+                      num_train=num_train, num_val=num_val, decode=decode_image, cache=num_train <= CACHE_LIMIT,
+                      shards=train_files if val_files else None)
 
 
 def encoded_images(source: DataSource, split: str, limit: int) -> tuple[list[bytes], np.ndarray]:
@@ -581,12 +587,34 @@ class Pipeline:
             ds = ds.cache()
         ds = ds.shuffle(min(source.num_train, 10_000), seed=self.seed, reshuffle_each_iteration=True).repeat()
         ds = ds.skip(skip_elements).enumerate(start=skip_elements)  # (index, (raw, label, status))
+        augment_one, blank_one = self.augmenter(source)
+
+        def augment(index, element):
+            return augment_one(index, element[0], element[1])
+
+        def blank(index, element):
+            return blank_one(index, element[0], element[1])
+
+        def known(index, element):  # validity decided when the bytes were cached
+            return tf.cond(element[2] == GOOD, lambda: augment(index, element), lambda: blank(index, element))
+
+        if not can_fail(source):
+            ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        elif source.cache:
+            ds = ds.map(known, num_parallel_calls=tf.data.AUTOTUNE)
+        else:  # read from disk every epoch: each decode guarded
+            ds = guarded_map(ds, augment, blank)
+        return self._finish(ds.batch(batch_size, drop_remainder=True), source.num_classes).prefetch(tf.data.AUTOTUNE)
+
+    def augmenter(self, source: DataSource) -> tuple[Callable, Callable]:
+        """(augment, blank): (key, raw bytes or pixels, label) -> (uint8 image, label, status). Each
+        image's crop, flip and RandAugment are a pure function of (seed, key); `blank` stands in for
+        an unreadable file (status BAD)."""
         decode, encoded, size = source.decode, source.encoded, self.image_size
         scales = jpeg_scales(source.short_side, size)
 
-        def augment(index, element):
-            raw, label, _ = element
-            seed = tf.stack([tf.cast(self.seed, tf.int64), index])
+        def augment(key, raw, label):
+            seed = tf.stack([tf.cast(self.seed, tf.int64), key])
             if encoded:  # JPEG fast path: only the crop window is decoded
                 image = random_resized_crop_encoded(raw, size, self.crop_scale, seed, scales, source.jpeg_only)
             else:
@@ -598,19 +626,22 @@ class Pipeline:
                 image = tf.cast(rand_augment(image, seed + 2, self.randaugment, self.randaugment_mstd), tf.uint8)
             return image, label, tf.constant(GOOD, tf.int8)
 
-        def blank(index, element):
-            return tf.zeros([size, size, 3], tf.uint8), element[1], tf.constant(BAD, tf.int8)
+        def blank(key, raw, label):
+            return tf.zeros([size, size, 3], tf.uint8), label, tf.constant(BAD, tf.int8)
 
-        def known(index, element):  # validity decided when the bytes were cached
-            return tf.cond(element[2] == GOOD, lambda: augment(index, element), lambda: blank(index, element))
+        return augment, blank
 
-        if not _can_fail(source):
-            ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-        elif source.cache:
-            ds = ds.map(known, num_parallel_calls=tf.data.AUTOTUNE)
-        else:  # read from disk every epoch: each decode guarded
-            ds = guarded_map(ds, augment, blank)
-        return self._finish(ds.batch(batch_size, drop_remainder=True), source.num_classes).prefetch(tf.data.AUTOTUNE)
+    def finish_keyed(self, batches: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
+        """`_finish` for batches of (positions, images, labels, status): a batch's MixUp/CutMix is
+        seeded by its first position, not by a count that each service worker would repeat."""
+        def finish(keys, images, labels, status):
+            labels = tf.one_hot(labels, num_classes)
+            if self.mixup <= 0 and self.cutmix <= 0:
+                return images, labels, status
+            return mix_batch(images, labels, status, self.mixup, self.cutmix,
+                             tf.stack([tf.cast(self.seed, tf.int64), keys[0]]))
+
+        return batches.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
 
     def _finish(self, batches: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
         """One-hot labels, a batch at a time (one op per batch, not one per image), then MixUp/CutMix."""
@@ -644,7 +675,7 @@ class Pipeline:
             return tf.zeros([size, size, 3]), label, tf.constant(BAD, tf.int8)
 
         ds = _checked(ds, source, decode_now=False)
-        ds = guarded_map(ds, score, blank) if _can_fail(source) else ds.map(score, tf.data.AUTOTUNE)
+        ds = guarded_map(ds, score, blank) if can_fail(source) else ds.map(score, tf.data.AUTOTUNE)
         per_step = batch_size * replicas_per_pipeline
         steps = eval_steps(source.num_val, pipelines, per_step)
         padding = tf.data.Dataset.from_tensors((tf.zeros([size, size, 3]), tf.constant(0, tf.int32),
@@ -678,7 +709,7 @@ def guarded_map(ds: tf.data.Dataset, fn: Callable, fallback: Callable) -> tf.dat
                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _can_fail(source: DataSource) -> bool:
+def can_fail(source: DataSource) -> bool:
     """Files and encoded bytes can fail to decode; in-memory arrays cannot."""
     return source.read is not None or source.encoded
 
@@ -688,7 +719,7 @@ def _checked(ds: tf.data.Dataset, source: DataSource, decode_now: bool | None = 
     BAD. A cached source is also decoded once here (decode_now), so its later epochs know each
     element's status without guarding every decode (the guard costs ~25% of the input rate)."""
     decode_now = source.cache if decode_now is None else decode_now
-    if not _can_fail(source):
+    if not can_fail(source):
         return ds.map(lambda raw, y: (raw, y, tf.constant(GOOD, tf.int8)))
     read = source.read or tf.identity
 

@@ -31,6 +31,7 @@ from keras_models.models import get_entry
 from keras_models.preprocessing import IMAGE_FORMATS
 from keras_models.spec import CLASSIFIER_LAYERS
 from training import data as data_lib
+from training import data_service
 from training.checkpoints import clean_leftovers, resume_point
 from training.config import ConfigError, TrainConfig
 from training.distribute import is_chief, make_strategy
@@ -353,9 +354,19 @@ class Trainer:
                                      max(cfg.batch_size, 64), cfg.label_smoothing)
 
         def dataset_fn(ctx):
+            per_replica = ctx.get_per_replica_batch_size(cfg.batch_size)
+            if cfg.data_service:  # every pipeline reads the one job: positions are global
+                start, end = st.step * cfg.batch_size, (self.total_steps + self.steps_per_epoch) * cfg.batch_size
+                job = data_service.job_name(str(self.out), start)
+                return data_service.service_dataset(self.pipeline, self.source, per_replica, url=cfg.data_service,
+                                                    job=job, start=start, end=end)
             per_pipeline = cfg.batch_size // ctx.num_input_pipelines  # elements each pipeline feeds per step
-            return self.pipeline.train_dataset(self.source, ctx.get_per_replica_batch_size(cfg.batch_size),
-                                               input_context=ctx, skip_elements=st.step * per_pipeline)
+            return self.pipeline.train_dataset(self.source, per_replica, input_context=ctx,
+                                               skip_elements=st.step * per_pipeline)
+
+        if cfg.data_service:
+            data_service.wait_for(cfg.data_service, cfg.worker_timeout)
+            self._log(f"training input: the tf.data service at {cfg.data_service} (dynamic sharding)")
 
         iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
         speeds = []
