@@ -23,10 +23,10 @@ def photos(tmp_path_factory):
 def test_data_bench_writes_rows_and_a_chart(photos, tmp_path):
     out = tmp_path / "data.csv"
     r = run_cli("benchmark", "--bench", "data", "--data", f"folder:{photos}", *QUICK, "--randaugment", "9",
-                "--compare", "legacy", "--rounds", "2", "--results-file", str(out))
+                "--compare", "legacy", "--data-service", "1", "--rounds", "2", "--results-file", str(out))
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(open(out)))
-    assert [row["impl"] for row in rows] == ["keras-models", "keras-models before #19"]
+    assert [row["impl"] for row in rows] == ["keras-models", "keras-models before #19", "tf.data service, 1 worker(s)"]
     assert all(float(row["data_samples_per_sec"]) > 0 and row["randaugment"] == "9" for row in rows)
     assert all(row["rounds"] == "2" for row in rows) and "round 2: keras-models before #19" in r.stdout
     assert float(rows[0]["per_core"]) == pytest.approx(float(rows[0]["data_samples_per_sec"]) / os.cpu_count(),
