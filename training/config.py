@@ -206,6 +206,9 @@ class TrainConfig:
             raise ConfigError(f"randaugment magnitude must be 0-10; got {self.randaugment}")
         if not 0 <= self.randaugment_mstd <= 10:
             raise ConfigError(f"randaugment_mstd must be 0-10; got {self.randaugment_mstd}")
+        if self.data_service and self.strategy == "multi_worker":
+            raise ConfigError("--data-service with --strategy multi_worker is not supported yet (two workers reading "
+                              "one job diverged to NaN in its test): use one machine's GPUs (mirrored), or local input")
         if not self.worker_timeout > 0:
             raise ConfigError(f"worker_timeout must be > 0 seconds; got {self.worker_timeout}")
         if self.freeze_epochs is not None and not self.freeze_backbone:

@@ -631,15 +631,16 @@ class Pipeline:
 
         return augment, blank
 
-    def finish_keyed(self, batches: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
+    def finish_keyed(self, batches: tf.data.Dataset, num_classes: int, keep_keys: bool = False) -> tf.data.Dataset:
         """`_finish` for batches of (positions, images, labels, status): a batch's MixUp/CutMix is
-        seeded by its first position, not by a count that each service worker would repeat."""
+        seeded by its first position, not by a count that each service worker would repeat. With
+        `keep_keys`, the positions come last in each batch."""
         def finish(keys, images, labels, status):
             labels = tf.one_hot(labels, num_classes)
-            if self.mixup <= 0 and self.cutmix <= 0:
-                return images, labels, status
-            return mix_batch(images, labels, status, self.mixup, self.cutmix,
-                             tf.stack([tf.cast(self.seed, tf.int64), keys[0]]))
+            if self.mixup > 0 or self.cutmix > 0:
+                images, labels, status = mix_batch(images, labels, status, self.mixup, self.cutmix,
+                                                   tf.stack([tf.cast(self.seed, tf.int64), keys[0]]))
+            return (images, labels, status, keys) if keep_keys else (images, labels, status)
 
         return batches.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
 

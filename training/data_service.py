@@ -116,12 +116,47 @@ def _sharded(source: data_lib.DataSource, seed: int, start: int, end: int) -> tf
     return tf.data.Dataset.range(start // per_shard, math.ceil(end / per_shard) + 1).flat_map(unit)
 
 
+IN_FLIGHT = 16 * CHUNK  # positions a worker may still be computing behind the newest that arrived
+
+
+class Arrivals:
+    """Which stream positions reached the trainer. A position still missing when the stream is
+    `IN_FLIGHT` positions past it will not come: a worker that held it was lost (dynamic sharding
+    processes each at most once). Positions are those of this process's batches (all replicas)."""
+
+    def __init__(self, start: int):
+        self.settled = start  # every position below this arrived or is counted lost
+        self.pending: set[int] = set()
+        self.lost: set[int] = set()
+
+    def add(self, positions) -> None:
+        for p in map(int, positions):
+            if p >= self.settled:
+                self.pending.add(p)
+            else:
+                self.lost.discard(p)  # later than thought: not lost after all
+
+    def settle(self) -> int:
+        """Count what can no longer arrive; returns how many positions were newly found lost."""
+        if not self.pending:
+            return 0
+        horizon, before = max(self.pending) - IN_FLIGHT, len(self.lost)
+        for p in range(self.settled, horizon):
+            if p in self.pending:
+                self.pending.remove(p)
+            else:
+                self.lost.add(p)
+        self.settled = max(self.settled, horizon)
+        return len(self.lost) - before
+
+
 def service_dataset(pipeline: data_lib.Pipeline, source: data_lib.DataSource, batch_size: int, *, url: str,
                     job: str, start: int, end: int) -> tf.data.Dataset:
-    """Batches of (uint8 images, one-hot labels, status) computed by the service, as
-    `Pipeline.train_dataset` yields them locally; unreadable files come as BAD, counted as locally."""
+    """Batches of (uint8 images, one-hot labels, status, positions) computed by the service: what
+    `Pipeline.train_dataset` yields locally, plus each image's stream position (`Arrivals`);
+    unreadable files come as BAD, counted as locally."""
     ds = processed(pipeline, source, start, end)
-    ds = pipeline.finish_keyed(ds.batch(batch_size, drop_remainder=True), source.num_classes)
+    ds = pipeline.finish_keyed(ds.batch(batch_size, drop_remainder=True), source.num_classes, keep_keys=True)
     ds = ds.apply(tf.data.experimental.service.distribute(
         processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=url, job_name=job))
     return ds.prefetch(tf.data.AUTOTUNE)

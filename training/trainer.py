@@ -318,22 +318,25 @@ class Trainer:
         if self.jit:  # XLA compiles the replica-local forward/backward; the all-reduce stays outside
             gradients = tf.function(gradients, jit_compile=True)
 
-        def replica_step(images, labels, status):
+        def replica_step(images, labels, status, positions=None):
             loss, counts, grads = gradients(images, labels, status)
             optimizer.apply(grads, model.trainable_variables)  # all-reduces across replicas
-            return loss, counts
+            return loss, counts, positions
 
         @tf.function
         def train_step(iterator):
-            """(loss, [correct, images, unreadable files]) summed over every replica and worker."""
-            loss, counts = strategy.run(replica_step, args=next(iterator))
+            """(loss, [correct, images, unreadable files]) summed over every replica and worker, and
+            the stream positions of the global batch when a data service computed it (else None)."""
+            loss, counts, positions = strategy.run(replica_step, args=next(iterator))
             loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
             counts = strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None)
+            if positions is not None:
+                positions = strategy.gather(positions, axis=0)
             if ema is not None:
                 ema.update()
             self.step_var.assign_add(1)
             self.seen_var.assign_add(tf.cast(counts[1:], tf.int64))
-            return loss, counts
+            return loss, counts, positions
 
         return train_step
 
@@ -364,6 +367,7 @@ class Trainer:
             return self.pipeline.train_dataset(self.source, per_replica, input_context=ctx,
                                                skip_elements=st.step * per_pipeline)
 
+        self.arrivals = data_service.Arrivals(st.step * cfg.batch_size)
         if cfg.data_service:
             data_service.wait_for(cfg.data_service, cfg.worker_timeout)
             self._log(f"training input: the tf.data service at {cfg.data_service} (dynamic sharding)")
@@ -405,7 +409,9 @@ class Trainer:
         try:  # the bar ends its line whatever stops the epoch, so an error message starts its own
             for i in range(first, self.steps_per_epoch):
                 t0 = time.perf_counter()
-                loss, counts = train_step(iterator)
+                loss, counts, positions = train_step(iterator)
+                if positions is not None:
+                    self.arrivals.add(positions.numpy())
                 loss = float(loss)
                 correct, images = (float(c) for c in counts.numpy()[:2])
                 if not math.isfinite(loss):
@@ -478,6 +484,10 @@ class Trainer:
         return metrics
 
     def _end_epoch(self, row: dict) -> None:
+        lost = self.arrivals.settle()
+        if lost:
+            self._log(f"warning: {lost} images of the stream never arrived from the data service (a worker lost "
+                      f"with its work, {len(self.arrivals.lost)} so far); the epoch ran its full steps on the others")
         st = self.state
         st.rows = [r for r in st.rows if int(r["epoch"]) < row["epoch"]] + [row]
         self._save_checkpoint()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+from helpers import HELPERS, ROOT
 
 # Small and fast but the real model: ReXNet 1.0x at 32px, a few steps per epoch.
 SMALL = ["--model", "rexnet_100", "--data", "digits", "--batch-size", "32", "--steps-per-epoch", "6",
@@ -41,3 +46,28 @@ def kill_at_mid_epoch_checkpoint(cmd: list[str], out: Path, steps_per_epoch: int
             return step
         time.sleep(0.05)
     raise AssertionError(f"no mid-epoch checkpoint seen before the run ended: {proc.communicate()}")
+
+
+def start_worker(config: dict, weights: Path, env: dict | None = None) -> subprocess.Popen:
+    """One training process (`train_worker.py`): a TrainConfig as a dict, where its weights go."""
+    return subprocess.Popen(
+        [sys.executable, str(HELPERS / "train_worker.py"), json.dumps(config), str(weights)],
+        cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_worker(proc: subprocess.Popen, timeout: int = 600) -> dict:
+    """Wait for a `start_worker` process; its summary."""
+    stdout, stderr = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports

@@ -57,6 +57,8 @@ CASES = [
     (["train", "--data", "tfds:nonexistent", "--out", "{tmp}/r"], "tensorflow-datasets has no dataset 'nonexistent'",
      "!{tmp}/r"),
     (["train", "--worker-timeout", "0", "--out", "{tmp}/r"], "worker_timeout must be > 0 seconds", "!{tmp}/r"),
+    (["train", "--data-service", "grpc://127.0.0.1:1", "--strategy", "multi_worker", "--out", "{tmp}/r"],
+     "--data-service with --strategy multi_worker is not supported yet", "!{tmp}/r"),
     (["convert", "{tmp}/lite0.pth", "--model", "rexnet_100", "-o", "{tmp}/w.weights.h5"],  # #34: "error: 'se_bn'"
      "a lukemelas-layout checkpoint cannot hold rexnet_100: its 'se_bn' layer has no lukemelas key",
      "!{tmp}/w.weights.h5"),

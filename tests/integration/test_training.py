@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from helpers import HELPERS, ROOT, run_cli
-from helpers.runs import SMALL, kill_at_mid_epoch_checkpoint, latest_step, read_metrics
+from helpers import ROOT, run_cli
+from helpers.runs import (
+    SMALL,
+    finish_worker,
+    free_ports,
+    kill_at_mid_epoch_checkpoint,
+    latest_step,
+    read_metrics,
+    start_worker,
+)
 
 from training.run_lock import LOCK_FILE
 
@@ -148,19 +154,6 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
 
 
 # --- distribution: two replicas, two worker processes -----------------------------------
-def _worker(config: dict, weights: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(HELPERS / "train_worker.py"), json.dumps(config), str(weights)],
-        cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _finish(proc: subprocess.Popen, timeout: int = 600) -> dict:
-    stdout, stderr = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, stderr[-3000:]
-    return json.loads(stdout.strip().splitlines()[-1])
-
-
 DETERMINISTIC = {"model": "rexnet_100", "data": "digits", "batch_size": 32, "steps_per_epoch": 4, "epochs": 2,
                  "dropout_rate": 0.0, "ema_decay": 0.0, "checkpoint_every": 100}
 
@@ -172,11 +165,11 @@ def test_mirrored_two_replicas_equal_one_device(tmp_path):
     update's float-order noise (7.8e-4 here) into 0.035 in the weights and 0.55-0.7% in the loss on
     this Intel CPU (0.5% was the bound measured on AMD), so the test stops after the one update."""
     config = {**DETERMINISTIC, "steps_per_epoch": 1, "epochs": 1, "lr": 0.01, "sync_bn": True}
-    one = _worker({**config, "strategy": "one_device", "out": str(tmp_path / "one")}, tmp_path / "one.npz")
-    _finish(one)
-    two = _worker({**config, "strategy": "mirrored", "out": str(tmp_path / "two")},
+    one = start_worker({**config, "strategy": "one_device", "out": str(tmp_path / "one")}, tmp_path / "one.npz")
+    finish_worker(one)
+    two = start_worker({**config, "strategy": "mirrored", "out": str(tmp_path / "two")},
                   tmp_path / "two.npz", {"LOGICAL_CPUS": "2"})
-    assert _finish(two)["steps"] == 1
+    assert finish_worker(two)["steps"] == 1
     la = [float(r["train_loss"]) for r in read_metrics(tmp_path / "one")]
     lb = [float(r["train_loss"]) for r in read_metrics(tmp_path / "two")]
     assert la[0] == pytest.approx(lb[0], rel=1e-5)  # same init, same 32 images split over 2 replicas
@@ -190,25 +183,15 @@ def test_mirrored_two_replicas_equal_one_device(tmp_path):
         np.testing.assert_allclose(a[k], b[k], rtol=0.1, atol=0.05, err_msg=k)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def test_two_workers_end_identical_and_track_single_process(tmp_path):
     """MultiWorkerMirroredStrategy across two processes on 127.0.0.1 (the path Keras `fit` fails on)."""
-    hosts = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    hosts = [f"127.0.0.1:{p}" for p in free_ports(2)]
     config = {**DETERMINISTIC, "strategy": "multi_worker", "out": str(tmp_path / "cluster")}
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
-        procs.append(_worker(config, tmp_path / f"w{index}.npz", {"TF_CONFIG": tf_config}))
-    summaries = [_finish(p) for p in procs]
+        procs.append(start_worker(config, tmp_path / f"w{index}.npz", {"TF_CONFIG": tf_config}))
+    summaries = [finish_worker(p) for p in procs]
     assert summaries[0]["steps"] == summaries[1]["steps"] == 8
     w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
     assert w0.files == w1.files
@@ -229,9 +212,9 @@ def test_two_workers_end_identical_and_track_single_process(tmp_path):
     assert scored.returncode == 0 and f"({num_val} val images, 32px" in scored.stdout, scored.stdout
     top1 = float(scored.stdout.split("top-1 ", 1)[1].split("%")[0])
     assert top1 == round(max(float(r["val_top1"]) for r in rows), 2)
-    single = _worker({**DETERMINISTIC, "strategy": "one_device", "out": str(tmp_path / "single")},
+    single = start_worker({**DETERMINISTIC, "strategy": "one_device", "out": str(tmp_path / "single")},
                      tmp_path / "single.npz")
-    _finish(single)
+    finish_worker(single)
     multi = [float(r["train_loss"]) for r in read_metrics(tmp_path / "cluster")]
     alone = [float(r["train_loss"]) for r in read_metrics(tmp_path / "single")]
     assert np.allclose(multi, alone, rtol=0.15), (multi, alone)
