@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -161,48 +162,24 @@ LIBJPEG_NOISE = (b"Improper call to JPEG library in state ", b"Premature end of 
 
 @contextmanager
 def filtered_stderr(noise: tuple[bytes, ...] = LIBJPEG_NOISE) -> Iterator[None]:
-    """Pass everything written to fd 2 (Python's and C++'s) through, except whole lines that start
-    with one of `noise`: a thread copies a pipe to the real stderr. Off with KERAS_MODELS_DEBUG=1."""
+    """Pass everything written to fd 2 (Python's and C++'s) through, except whole lines that one of
+    `noise` begins: fd 2 becomes a pipe that a small child process (`stderr_filter.py`, no
+    TensorFlow) copies to the real stderr. A process, not a thread: C++ code that writes while it
+    holds the GIL cannot block it. Off with KERAS_MODELS_DEBUG=1."""
     if os.environ.get("KERAS_MODELS_DEBUG"):
         yield
         return
     sys.stderr.flush()
+    copier = subprocess.Popen([sys.executable, "-I", str(Path(__file__).with_name("stderr_filter.py")),
+                               *(n.hex() for n in noise)], stdin=subprocess.PIPE, stdout=2)
     saved = os.dup(2)
-    read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
-    os.close(write_end)
-    copier = threading.Thread(target=_copy_without, args=(read_end, saved, noise), daemon=True)
-    copier.start()
+    os.dup2(copier.stdin.fileno(), 2)
+    copier.stdin.close()
     try:
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(saved, 2)  # closes the pipe's last writer here: the copier meets its end
-        copier.join(timeout=5)  # a child process that still holds the pipe must not hang us
+        os.dup2(saved, 2)  # closes this process's writer: the copier ends when the last one has
         os.close(saved)
-
-
-def _copy_without(read_end: int, out: int, noise: tuple[bytes, ...]) -> None:
-    """Copy read_end to out as it comes, without the lines that one of `noise` begins, wherever it
-    begins (libjpeg writes straight after a progress bar's text); the unfinished tail is held back
-    from where such a line may be beginning."""
-    lines = re.compile(rb"(?:%s)[^\n]*\n" % b"|".join(map(re.escape, noise)))
-    held = b""
-    with os.fdopen(read_end, "rb", buffering=0) as pipe:
-        while chunk := pipe.read(65536):
-            text = lines.sub(b"", held + chunk)
-            cut = _noise_may_begin(text, noise)
-            os.write(out, text[:cut])
-            held = text[cut:]
-    os.write(out, held)
-
-
-def _noise_may_begin(text: bytes, noise: tuple[bytes, ...]) -> int:
-    """Where, in the text after its last newline, a line of `noise` may have begun (len(text): nowhere)."""
-    tail = text.rfind(b"\n") + 1
-    cut = len(text)
-    for start in noise:
-        if (found := text.find(start, tail)) >= 0:
-            cut = min(cut, found)
-        cut = min([cut] + [len(text) - k for k in range(1, len(start)) if text.endswith(start[:k])])
-    return cut
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            copier.wait(timeout=2)  # a child process still holding the pipe keeps it going

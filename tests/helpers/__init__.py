@@ -22,6 +22,22 @@ JAX_CPU_ENV = {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
                "XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"}
 
 
+def photo_crops(root: Path, n: int, classes: tuple[str, ...], size: tuple[int, int], png_every: int = 0) -> Path:
+    """`n` crops of the bundled photos, `size` (width, height), dealt round-robin into `root/<class>/`:
+    JPEG at quality 90, or PNG for every `png_every`-th. The same files every time."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = [Image.open(p).convert("RGB") for p in sorted(PHOTOS.glob("*.jpg"))]
+    for i in range(n):
+        folder = root / classes[i % len(classes)]
+        folder.mkdir(parents=True, exist_ok=True)
+        x, y = rng.integers(0, 60, 2)
+        crop = images[i % len(images)].crop((x, y, x + size[0], y + size[1]))
+        crop.save(folder / f"{i:02d}.{'png' if png_every and i % png_every == 0 else 'jpg'}", quality=90)
+    return root
+
+
 def load_fixture(fixtures: Path, stem: str):
     data = np.load(fixtures / f"{stem}.npz")
     return data["x"], data["logits"]

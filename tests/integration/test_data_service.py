@@ -14,9 +14,8 @@ from collections import Counter
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import PHOTOS, ROOT, run_cli
+from helpers import ROOT, photo_crops, run_cli
 from helpers.runs import free_ports, latest_step, read_metrics
-from PIL import Image
 
 from training import data as data_lib
 from training import data_service as svc
@@ -35,14 +34,7 @@ def service():
 @pytest.fixture(scope="module")
 def jpeg_folder(tmp_path_factory):
     """Two classes of 224-px-and-up photo crops, with three truncated JPEGs."""
-    root = tmp_path_factory.mktemp("svc") / "photos"
-    rng = np.random.default_rng(0)
-    images = [Image.open(p).convert("RGB") for p in sorted(PHOTOS.glob("*.jpg"))]
-    for i in range(24):
-        folder = root / ("a", "b")[i % 2]
-        folder.mkdir(parents=True, exist_ok=True)
-        x, y = rng.integers(0, 60, 2)
-        images[i % len(images)].crop((x, y, x + 300, y + 240)).save(folder / f"{i:02d}.jpg", quality=90)
+    root = photo_crops(tmp_path_factory.mktemp("svc") / "photos", 24, ("a", "b"), (300, 240))
     for name in ("a/00.jpg", "b/01.jpg", "a/02.jpg"):
         data = (root / name).read_bytes()
         (root / name.replace(".jpg", "_cut.jpg")).write_bytes(data[: len(data) // 3])

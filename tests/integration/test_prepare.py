@@ -11,10 +11,8 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
-from helpers import PHOTOS, ROOT
-from PIL import Image
+from helpers import ROOT, photo_crops
 
 from training import data as data_lib
 from training.prepare import PrepareError, prepare
@@ -25,16 +23,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """Three classes of real-photo JPEGs and PNGs, two truncated JPEGs and a text file named .jpg."""
-    root = tmp_path_factory.mktemp("prep") / "photos"
-    rng = np.random.default_rng(0)
-    images = [Image.open(p).convert("RGB") for p in sorted(PHOTOS.glob("*.jpg"))]
-    for i in range(45):
-        folder = root / ("cat", "dog", "fox")[i % 3]
-        folder.mkdir(parents=True, exist_ok=True)
-        image = images[i % len(images)]
-        x, y = rng.integers(0, 100, 2)
-        crop = image.crop((x, y, x + 96, y + 72))
-        crop.save(folder / f"{i:02d}.{'png' if i % 5 == 0 else 'jpg'}")
+    root = photo_crops(tmp_path_factory.mktemp("prep") / "photos", 45, ("cat", "dog", "fox"), (96, 72), png_every=5)
     data = (root / "dog" / "01.jpg").read_bytes()
     (root / "cat" / "cut.jpg").write_bytes(data[: len(data) // 3])
     (root / "dog" / "no_tables.jpg").write_bytes(data[: data.index(b"\xff\xc4")])
