@@ -14,6 +14,7 @@ shards in a seeded order per epoch, records in file order; position = shard unit
 
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import math
 import os
@@ -235,6 +236,10 @@ def serve(kind: str, make: Callable[[], object], log: Callable[[str], None] = pr
         while not stop.wait(0.5):
             pass
         log(f"{kind} stopping")
+        sys.stdout.flush()
+        # A deadline that needs no Python to run: should even the grace period below never get the
+        # interpreter back (a C++ thread holding the GIL), the process still ends.
+        faulthandler.dump_traceback_later(STOP_GRACE_S + 5, exit=True, file=sys.stderr)
         # `_stop` (the dispatcher's public API has none; tf.data's own tests call it) can wait forever
         # on a task whose consumer went away (tensorflow#56490): after a grace period, leave anyway.
         stopper = threading.Thread(target=server._stop, daemon=True)  # noqa: SLF001
