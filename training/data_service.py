@@ -207,7 +207,8 @@ def _stop(server: subprocess.Popen, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         server.kill()
         raise ServiceError(f"a data service server (pid {server.pid}) did not stop within {timeout:g} s") from None
-    if server.returncode != 0 or "stopped" not in out:
+    # exit 1 after "stopping": the C-level deadline ended a worker whose tasks never let go (tensorflow#56490)
+    if not (server.returncode == 0 and "stopped" in out or server.returncode == 1 and "stopping" in out):
         raise ServiceError(f"a data service server (pid {server.pid}) stopped with exit {server.returncode}: {out!r}")
 
 
