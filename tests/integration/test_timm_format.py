@@ -46,7 +46,9 @@ def saved(tmp_path_factory):
     x = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
     out = {}
     for name, classes in CASES.items():
-        model = km.create_model(name, num_classes=classes, input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+        # no dropout or drop path: calibration's training-mode pass must not depend on a random draw
+        model = km.create_model(name, num_classes=classes, input_shape=(SIZE, SIZE, 3), classifier_activation=None,
+                                dropout_rate=0.0, drop_path_rate=0.0)
         randomize(model)
         calibrate(model, x)
         labels = [f"class {i}" for i in range(classes)] if classes < 1000 else None
