@@ -52,6 +52,19 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subproce
     )
 
 
+def cli(capsys, *args: str) -> tuple[int, str, list[str]]:
+    """Run the real CLI in this process (for what a fresh process cannot add, e.g. a one-line error):
+    exit status (argparse's refusals included), stdout, stderr lines."""
+    from keras_models.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as stop:  # argparse refuses before anything runs
+        code = stop.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip().splitlines()
+
+
 def randomize(model, seed: int = 0) -> dict[str, list[np.ndarray]]:
     """Random but well-conditioned weights (moderate scales, positive BN variances), so deep
     random nets keep finite, comparable activations. Returns them by layer name."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import HELPERS, ROOT, run_cli
+from helpers import HELPERS, ROOT, cli, run_cli
 
 FAMILIES = ["rexnet_100", "rexnet_lite_100", "tf_efficientnet_b0", "tf_efficientnet_lite0",
             "tf_efficientnetv2_b0"]
@@ -104,16 +104,20 @@ def test_prune_then_qat_then_export_keeps_zeros_and_learned_ranges(digits_run, t
     (["--method", "prune", "--sparsity", "0.97"], "above 0.95"),
     (["--method", "qat", "--epochs", "0"], "argument --epochs: must be a whole number >= 1"),
 ])
-def test_bad_options_are_one_line(tmp_path, args, message):
+def test_bad_options_are_one_line(tmp_path, args, message, capsys):
     (tmp_path / "w.weights.h5").write_bytes(b"checked before TensorFlow starts")
-    r = run_cli("optimize", "--weights", str(tmp_path / "w.weights.h5"), "--out", str(tmp_path / "o"), *args)
-    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    code, _, err = cli(capsys, "optimize", "--weights", str(tmp_path / "w.weights.h5"), "--out", str(tmp_path / "o"),
+                       *args)
+    assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "o").exists()
+    assert "tensorflow_model_optimization" not in sys.modules  # refused before the child process
 
 
-def test_missing_weights_and_existing_out_are_one_line(tmp_path):
-    r = run_cli("optimize", "--method", "qat", "--weights", str(tmp_path / "nope.weights.h5"), "--out", str(tmp_path))
-    assert r.returncode == 2 and "not found" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+def test_missing_weights_and_existing_out_are_one_line(tmp_path, capsys):
+    code, _, err = cli(capsys, "optimize", "--method", "qat", "--weights", str(tmp_path / "nope.weights.h5"),
+                       "--out", str(tmp_path))
+    assert code == 2 and len(err) == 1 and "not found" in err[0], err
     (tmp_path / "w.weights.h5").write_bytes(b"x")
-    r = run_cli("optimize", "--method", "qat", "--weights", str(tmp_path / "w.weights.h5"), "--out", str(tmp_path))
-    assert r.returncode == 2 and "already exists" in r.stderr
+    code, _, err = cli(capsys, "optimize", "--method", "qat", "--weights", str(tmp_path / "w.weights.h5"),
+                       "--out", str(tmp_path))
+    assert code == 2 and len(err) == 1 and "already exists" in err[0], err
