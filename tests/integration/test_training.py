@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from helpers import ROOT, run_cli
+from helpers import ROOT, cli, run_cli
 from helpers.runs import (
     SMALL,
     finish_worker,
@@ -60,11 +60,9 @@ def test_yaml_recipe_and_flags(tmp_path):
     (["--config", "/no/recipe.yaml"], "config file /no/recipe.yaml does not exist"),
     (["--image-size", "16"], "image_size must be >= 32"),
 ])
-def test_train_bad_input_is_one_line(tmp_path, args, message):
-    r = run_cli("train", "--out", str(tmp_path / "run"), *args)
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], r.stderr
+def test_train_bad_input_is_one_line(tmp_path, args, message, capsys):
+    code, _, lines = cli(capsys, "train", "--out", str(tmp_path / "run"), *args)
+    assert code == 2 and len(lines) == 1 and message in lines[0], lines
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -81,7 +79,7 @@ def resumed_run(tmp_path_factory):
     return out, killed_at, second.stdout
 
 
-def test_resume_after_sigkill_counts_each_step_once(resumed_run):
+def test_resume_after_sigkill_counts_each_step_once(resumed_run, capsys):
     out, killed_at, stdout = resumed_run
     resumed = int(stdout.split("resuming at step ", 1)[1].split("/")[0])
     assert resumed >= killed_at and resumed < 6  # from the checkpoint, mid-epoch 1
@@ -99,17 +97,17 @@ def test_resume_after_sigkill_counts_each_step_once(resumed_run):
     leftovers = [p for p in out.rglob(".*") if p.is_file() and p != out / LOCK_FILE]  # the run lock stays, unheld
     assert not leftovers, "temporary files left behind"
     # rerunning a finished run trains nothing more
-    again = run_cli("train", *SMALL, "--image-size", "64", "--out", str(out))
-    assert again.returncode == 0 and "nothing to train" in again.stdout
+    code, printed, _ = cli(capsys, "train", *SMALL, "--image-size", "64", "--out", str(out))
+    assert code == 0 and "nothing to train" in printed
     assert latest_step(out) == 12
 
 
-def test_eval_reproduces_best_and_last_keras_predicts(resumed_run):
+def test_eval_reproduces_best_and_last_keras_predicts(resumed_run, capsys):
     out, _, _ = resumed_run
     best = max(float(r["val_top1"]) for r in read_metrics(out))
-    r = run_cli("eval", "--weights", str(out / "best.weights.h5"))  # model, data, size from config.yaml
-    assert r.returncode == 0, r.stderr
-    top1 = float(r.stdout.split("top-1 ", 1)[1].split("%")[0])
+    code, printed, err = cli(capsys, "eval", "--weights", str(out / "best.weights.h5"))  # all from config.yaml
+    assert code == 0, err
+    top1 = float(printed.split("top-1 ", 1)[1].split("%")[0])
     assert top1 == pytest.approx(best, abs=0.01)
 
     import keras_models as km
@@ -119,10 +117,10 @@ def test_eval_reproduces_best_and_last_keras_predicts(resumed_run):
     assert probs.shape == (2, 10) and np.allclose(probs.sum(-1), 1, atol=1e-5)
 
 
-def test_changed_run_in_same_out_is_refused(resumed_run):
+def test_changed_run_in_same_out_is_refused(resumed_run, capsys):
     out, _, _ = resumed_run
-    r = run_cli("train", *SMALL, "--image-size", "96", "--out", str(out))
-    assert r.returncode == 2 and "holds a run with image_size=64" in r.stderr
+    code, _, err = cli(capsys, "train", *SMALL, "--image-size", "96", "--out", str(out))
+    assert code == 2 and len(err) == 1 and "holds a run with image_size=64" in err[0], err
 
 
 @pytest.mark.parametrize("change, said", [(["--seed", "7"], "holds a run with seed=0, not 7"),
