@@ -52,9 +52,9 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subproce
     )
 
 
-def cli(capsys, *args: str) -> tuple[int, str, list[str]]:
-    """Run the real CLI in this process (for what a fresh process cannot add, e.g. a one-line error):
-    exit status (argparse's refusals included), stdout, stderr lines."""
+def cli(capsys, *args: str) -> subprocess.CompletedProcess:
+    """`run_cli` in this process, for what a fresh process would not add (a one-line error, a short
+    run): no ~10 s TensorFlow import. argparse's refusals (SystemExit) are exit statuses too."""
     from keras_models.cli import main
 
     try:
@@ -62,7 +62,7 @@ def cli(capsys, *args: str) -> tuple[int, str, list[str]]:
     except SystemExit as stop:  # argparse refuses before anything runs
         code = stop.code
     captured = capsys.readouterr()
-    return code, captured.out, captured.err.strip().splitlines()
+    return subprocess.CompletedProcess(["keras-models", *args], code, captured.out, captured.err)
 
 
 def randomize(model, seed: int = 0) -> dict[str, list[np.ndarray]]:

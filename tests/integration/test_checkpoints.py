@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_fixture, run_cli
+from helpers import cli, load_fixture
 from helpers.torch_files import write_torch_zip
 
 import keras_models as km
@@ -55,7 +55,7 @@ def test_legacy_pth_from_real_wheel_reads_identically(fixtures):
 
 
 @pytest.mark.parametrize("container", ["zip", "legacy"])
-def test_malicious_pickle_is_refused_not_executed(tmp_path, container):
+def test_malicious_pickle_is_refused_not_executed(tmp_path, container, capsys):
     marker = tmp_path / "pwned"
     payload = pickle.dumps({"stem.conv.weight": _Evil(marker)}, protocol=2)
     path = tmp_path / "evil.pth"
@@ -67,15 +67,15 @@ def test_malicious_pickle_is_refused_not_executed(tmp_path, container):
     with pytest.raises(UnsafeCheckpointError, match="imports (posix|os).system"):
         read_checkpoint(path)
     assert not marker.exists()
-    result = run_cli("convert", str(path), "--model", "rexnet_100", "-o", str(tmp_path / "out.weights.h5"))
+    result = cli(capsys, "convert", str(path), "--model", "rexnet_100", "-o", str(tmp_path / "out.weights.h5"))
     assert result.returncode == 2 and not marker.exists()
     assert result.stderr.count("\n") == 1 and "refusing to load" in result.stderr
     assert not (tmp_path / "out.weights.h5").exists()
 
 
-def test_convert_cli_writes_loadable_weights(fixtures, tmp_path):
+def test_convert_cli_writes_loadable_weights(fixtures, tmp_path, capsys):
     out = tmp_path / "rexnet_100.weights.h5"
-    result = run_cli("convert", str(fixtures / "rexnet_100_official.safetensors"), "--model", "rexnet_100",
+    result = cli(capsys, "convert", str(fixtures / "rexnet_100_official.safetensors"), "--model", "rexnet_100",
                      "--from", "official", "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout and out.is_file()
@@ -94,14 +94,14 @@ def _without_metadata(fixtures, stem: str, tmp_path):
     return path
 
 
-def test_convert_wrong_width_names_first_tensor_and_shapes(fixtures, tmp_path):
+def test_convert_wrong_width_names_first_tensor_and_shapes(fixtures, tmp_path, capsys):
     out = tmp_path / "rexnet_130.weights.h5"
-    declared = run_cli("convert", str(fixtures / "rexnet_100_timm.safetensors"), "--model", "rexnet_130",
+    declared = cli(capsys, "convert", str(fixtures / "rexnet_100_timm.safetensors"), "--model", "rexnet_130",
                        "-o", str(out))
     assert declared.returncode == 2 and declared.stderr.count("\n") == 1
     assert "saved from rexnet_100" in declared.stderr and "pass --model rexnet_100" in declared.stderr
     bare = _without_metadata(fixtures, "rexnet_100_timm", tmp_path)
-    result = run_cli("convert", str(bare), "--model", "rexnet_130", "-o", str(out))
+    result = cli(capsys, "convert", str(bare), "--model", "rexnet_130", "-o", str(out))
     assert result.returncode == 2
     line = result.stderr.strip()
     assert "\n" not in line and "Traceback" not in result.stderr
@@ -109,14 +109,14 @@ def test_convert_wrong_width_names_first_tensor_and_shapes(fixtures, tmp_path):
     assert not out.exists()
 
 
-def test_native_efficientnet_never_converts_silently_as_the_tf_one(fixtures, tmp_path):
+def test_native_efficientnet_never_converts_silently_as_the_tf_one(fixtures, tmp_path, capsys):
     """Same keys, other padding and epsilon: refused by what the file says, else rendered as named."""
     out = tmp_path / "b0.weights.h5"
-    refused = run_cli("convert", str(fixtures / "efficientnet_b0_timm.safetensors"), "--model", "tf_efficientnet_b0",
-                      "-o", str(out))
+    refused = cli(capsys, "convert", str(fixtures / "efficientnet_b0_timm.safetensors"), "--model",
+                  "tf_efficientnet_b0", "-o", str(out))
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and not out.exists()
     assert "saved from efficientnet_b0 (PyTorch symmetric padding" in refused.stderr
-    right = run_cli("convert", str(fixtures / "efficientnet_b0_timm.safetensors"), "--model", "efficientnet_b0",
+    right = cli(capsys, "convert", str(fixtures / "efficientnet_b0_timm.safetensors"), "--model", "efficientnet_b0",
                     "-o", str(out))
     assert right.returncode == 0, right.stderr
     assert "efficientnet_b0: PyTorch symmetric padding, BatchNorm eps 1e-5" in right.stdout
@@ -125,19 +125,19 @@ def test_native_efficientnet_never_converts_silently_as_the_tf_one(fixtures, tmp
                             classifier_activation=None)
     assert np.abs(model.predict(x, verbose=0) - logits).max() < 2e-4
     bare = _without_metadata(fixtures, "efficientnet_b0_timm", tmp_path)  # nothing says: the name decides
-    named = run_cli("convert", str(bare), "--model", "tf_efficientnet_b0", "-o", str(out))
+    named = cli(capsys, "convert", str(bare), "--model", "tf_efficientnet_b0", "-o", str(out))
     assert named.returncode == 0 and "tf_efficientnet_b0: TF SAME padding, BatchNorm eps 1e-3" in named.stdout
 
 
-def test_convert_wrong_family_and_truncated_file(fixtures, tmp_path):
+def test_convert_wrong_family_and_truncated_file(fixtures, tmp_path, capsys):
     out = tmp_path / "b0.weights.h5"
     bare = _without_metadata(fixtures, "rexnet_100_timm", tmp_path)
-    wrong = run_cli("convert", str(bare), "--model", "tf_efficientnet_b0", "--from", "timm", "-o", str(out))
+    wrong = cli(capsys, "convert", str(bare), "--model", "tf_efficientnet_b0", "--from", "timm", "-o", str(out))
     assert wrong.returncode == 2 and "conv_stem.weight" in wrong.stderr and wrong.stderr.count("\n") == 1
     data = (fixtures / "rexnet_100_timm.safetensors").read_bytes()
     for name, blob in (("cut.safetensors", data[: len(data) // 2]), ("cut.pth", data[:1000])):
         (tmp_path / name).write_bytes(blob)
-        result = run_cli("convert", str(tmp_path / name), "--model", "rexnet_100", "-o", str(out))
+        result = cli(capsys, "convert", str(tmp_path / name), "--model", "rexnet_100", "-o", str(out))
         assert result.returncode == 2 and result.stderr.count("\n") == 1
         assert "truncated or not a checkpoint" in result.stderr
     assert not out.exists()
@@ -162,10 +162,10 @@ def test_new_head_for_fine_tuning_keeps_backbone(fixtures):
     np.testing.assert_allclose(tuned.get_layer("top_conv").get_weights()[0], ref.get_layer("top_conv").get_weights()[0])
 
 
-def test_keras_applications_h5_converts_by_layer_name(tmp_path):
+def test_keras_applications_h5_converts_by_layer_name(tmp_path, capsys):
     """A keras.applications-format .h5 (legacy, layer-named groups) -> our .weights.h5 -> same outputs."""
     import keras
-    from helpers import randomize, run_cli
+    from helpers import randomize
 
     size = 64
     ref = keras.applications.EfficientNetB0(weights=None, input_shape=(size, size, 3), classifier_activation=None)
@@ -176,7 +176,7 @@ def test_keras_applications_h5_converts_by_layer_name(tmp_path):
     h5 = tmp_path / "efficientnetb0.h5"
     ref.save(h5)  # legacy HDF5: weights under model_weights/<layer name>
     out = tmp_path / "b0.weights.h5"
-    result = run_cli("convert", str(h5), "--model", "tf_efficientnet_b0", "--from", "keras-applications",
+    result = cli(capsys, "convert", str(h5), "--model", "tf_efficientnet_b0", "--from", "keras-applications",
                      "-o", str(out))
     assert result.returncode == 0, result.stderr
     ours = km.EfficientNetB0(weights=str(out), input_shape=(size, size, 3), classifier_activation=None)

@@ -106,18 +106,16 @@ def test_prune_then_qat_then_export_keeps_zeros_and_learned_ranges(digits_run, t
 ])
 def test_bad_options_are_one_line(tmp_path, args, message, capsys):
     (tmp_path / "w.weights.h5").write_bytes(b"checked before TensorFlow starts")
-    code, _, err = cli(capsys, "optimize", "--weights", str(tmp_path / "w.weights.h5"), "--out", str(tmp_path / "o"),
-                       *args)
-    assert code == 2 and len(err) == 1 and message in err[0], err
+    r = cli(capsys, "optimize", "--weights", str(tmp_path / "w.weights.h5"), "--out", str(tmp_path / "o"), *args)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "o").exists()
     assert "tensorflow_model_optimization" not in sys.modules  # refused before the child process
 
 
 def test_missing_weights_and_existing_out_are_one_line(tmp_path, capsys):
-    code, _, err = cli(capsys, "optimize", "--method", "qat", "--weights", str(tmp_path / "nope.weights.h5"),
-                       "--out", str(tmp_path))
-    assert code == 2 and len(err) == 1 and "not found" in err[0], err
+    r = cli(capsys, "optimize", "--method", "qat", "--weights", str(tmp_path / "nope.weights.h5"),
+            "--out", str(tmp_path))
+    assert r.returncode == 2 and "not found" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     (tmp_path / "w.weights.h5").write_bytes(b"x")
-    code, _, err = cli(capsys, "optimize", "--method", "qat", "--weights", str(tmp_path / "w.weights.h5"),
-                       "--out", str(tmp_path))
-    assert code == 2 and len(err) == 1 and "already exists" in err[0], err
+    r = cli(capsys, "optimize", "--method", "qat", "--weights", str(tmp_path / "w.weights.h5"), "--out", str(tmp_path))
+    assert r.returncode == 2 and "already exists" in r.stderr

