@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import PHOTOS, randomize, run_cli
+from helpers import PHOTOS, cli, randomize, run_cli
 
 FORMATS = ["--formats", "saved_model,tflite,onnx", "--tflite-quant", "float32,float16,dynamic,int8"]
 
@@ -78,9 +78,9 @@ def test_export_layout_report_and_metadata(run, exported):
         assert zf.namelist() == ["labels.txt"]
 
 
-def test_verify_serves_rest_and_grpc_from_a_fresh_process(exported):
+def test_verify_serves_rest_and_grpc_from_a_fresh_process(exported, capsys):
     repo, _ = exported
-    r = run_cli("verify", str(repo / "rexnet_100" / "1"))
+    r = cli(capsys, "verify", str(repo / "rexnet_100" / "1"))  # it starts the serving process itself
     assert r.returncode == 0, r.stdout + r.stderr
     for check in ("signatures", "saved_model_cli show", "warm-up replay", "REST :predict on 127.0.0.1",
                   "gRPC PredictionService on 127.0.0.1", "keras_models not imported", "saved_model vs Keras",
@@ -91,7 +91,7 @@ def test_verify_serves_rest_and_grpc_from_a_fresh_process(exported):
     assert "FAIL" not in r.stdout
 
 
-def test_verify_catches_a_wrong_model(exported, tmp_path):
+def test_verify_catches_a_wrong_model(exported, tmp_path, capsys):
     """A float32 file that is really the dynamic-range one must fail the 1e-4 check."""
     repo, _ = exported
     version = repo / "rexnet_100" / "1"
@@ -101,7 +101,7 @@ def test_verify_catches_a_wrong_model(exported, tmp_path):
     card["export"] = {k: v for k, v in card["export"].items() if k in ("keras", "tflite float32")}
     (broken / "model_card.json").write_text(json.dumps(card))  # a TFLite-only version
     shutil.copy(version / "rexnet_100_dynamic.tflite", broken / "rexnet_100_float32.tflite")
-    r = run_cli("verify", str(broken))
+    r = cli(capsys, "verify", str(broken))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "keras-models: error: 1 of 3 checks failed: rexnet_100_float32.tflite vs Keras"]

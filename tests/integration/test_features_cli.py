@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from helpers import PHOTOS, run_cli
+from helpers import PHOTOS, cli, run_cli
 
 import keras_models as km
 
@@ -55,21 +55,22 @@ def test_decode_predictions_ships_class_names():
     assert [n for _, n, _ in km.decode_predictions(probs, top=3)[0]] == ["military uniform", "Egyptian cat", "espresso"]
 
 
-def test_cli_list_info_predict():
-    listed = run_cli("list", "*efficientnet*")
+def test_cli_list_info_predict(capsys):
+    listed = cli(capsys, "list", "*efficientnet*")
     assert listed.returncode == 0 and "rexnet" not in listed.stdout
     rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
     assert "TF SAME padding, BatchNorm eps 1e-3" in rows["tf_efficientnet_lite0"] and "1 tag" in rows[
         "tf_efficientnet_lite0"]
     assert "5 tags" in rows["tf_efficientnet_b0"] and "1 tag" in rows["efficientnet_es"]
     assert "PyTorch symmetric padding, BatchNorm eps 1e-5" in rows["efficientnet_lite0"]
-    info = run_cli("info", "tf_efficientnet_lite0")
+    info = cli(capsys, "info", "tf_efficientnet_lite0")
     assert info.returncode == 0 and "4,652,008" in info.stdout
-    tagged = run_cli("list", "tf_efficientnet_b0*", "--pretrained")
+    tagged = cli(capsys, "list", "tf_efficientnet_b0*", "--pretrained")
     assert [line.split()[0] for line in tagged.stdout.splitlines()[1:]] == [
         "tf_efficientnet_b0.aa_in1k", "tf_efficientnet_b0.ap_in1k", "tf_efficientnet_b0.in1k",
         "tf_efficientnet_b0.keras_in1k", "tf_efficientnet_b0.ns_jft_in1k"]
     photos = [str(PHOTOS / f) for f in ("grace_hopper.jpg", "chelsea.jpg", "coffee.jpg")]
+    # a fresh process: its stderr is what a user's terminal shows
     pred = run_cli("predict", "--model", "tf_efficientnet_lite0", "--weights", "imagenet", "--crop-pct", "1.0", *photos)
     assert pred.returncode == 0, pred.stderr
     lines = pred.stdout.splitlines()
@@ -79,10 +80,10 @@ def test_cli_list_info_predict():
     assert pred.stderr == ""  # TensorFlow's start-up chatter is kept out of the user's terminal
 
 
-def test_cli_bad_input_is_one_line(tmp_path):
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
     (tmp_path / "notes.jpg").write_text("not an image")
     for args in (["predict", str(tmp_path / "missing.jpg")], ["predict", str(tmp_path / "notes.jpg")],
                  ["info", "rexnet_999"], ["convert", "x.pth", "--model", "rexnet_100", "-o", "out.h5"]):
-        result = run_cli(*args)
+        result = cli(capsys, *args)
         assert result.returncode == 2, args
         assert result.stderr.startswith("keras-models: error: ") and result.stderr.count("\n") == 1, result.stderr

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import PHOTOS, randomize, run_cli
+from helpers import PHOTOS, cli, randomize
 
 import keras_models as km
 from keras_models.presets import read_preset
@@ -44,24 +44,24 @@ def test_save_and_reload_a_preset(tmp_path):
         km.create_model(str(tmp_path))
 
 
-def test_an_imagenet_tag_as_a_preset_predicts_like_the_tag(tmp_path):
+def test_an_imagenet_tag_as_a_preset_predicts_like_the_tag(tmp_path, capsys):
     photo = str(PHOTOS / "chelsea.jpg")
-    made = run_cli("save-preset", "--weights", "imagenet", "--model", "tf_efficientnet_lite0",
-                   "--out", str(tmp_path / "lite0"))
+    made = cli(capsys, "save-preset", "--weights", "imagenet", "--model", "tf_efficientnet_lite0",
+               "--out", str(tmp_path / "lite0"))
     assert made.returncode == 0, made.stderr
-    direct = run_cli("predict", "--model", "tf_efficientnet_lite0", photo)
-    packaged = run_cli("predict", "--model", str(tmp_path / "lite0"), photo)
+    direct = cli(capsys, "predict", "--model", "tf_efficientnet_lite0", photo)
+    packaged = cli(capsys, "predict", "--model", str(tmp_path / "lite0"), photo)
     assert direct.returncode == packaged.returncode == 0, packaged.stderr
     assert packaged.stdout == direct.stdout and "Egyptian cat" in direct.stdout
 
 
-def test_a_trained_run_becomes_a_preset_with_its_labels(digits_run, tmp_path):
-    made = run_cli("save-preset", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "p"))
+def test_a_trained_run_becomes_a_preset_with_its_labels(digits_run, tmp_path, capsys):
+    made = cli(capsys, "save-preset", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "p"))
     assert made.returncode == 0, made.stderr
     config, pre, labels = read_preset(tmp_path / "p")
     assert config["model"] == "rexnet_100" and config["num_classes"] == 10 and len(labels) == 10
     assert pre["image_size"] == [32, 32]
-    again = run_cli("save-preset", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "p"))
+    again = cli(capsys, "save-preset", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "p"))
     assert again.returncode == 2 and "already exists" in again.stderr
 
 

@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT, run_cli
+from helpers import ROOT, cli
 from helpers.runs import SMALL, latest_step, read_metrics
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -113,7 +113,7 @@ def test_a_damaged_newest_checkpoint_and_state_file_fall_back_to_the_newest_read
 
 
 @pytest.mark.parametrize("damage", ["delete checkpoints", "garbage config.yaml", "delete config.yaml"])
-def test_another_run_never_replaces_a_run_folder(finished, tmp_path, damage):
+def test_another_run_never_replaces_a_run_folder(finished, tmp_path, damage, capsys):
     run = tmp_path / "run"
     shutil.copytree(finished, run)
     before = (run / "best.weights.h5").read_bytes()
@@ -123,7 +123,7 @@ def test_another_run_never_replaces_a_run_folder(finished, tmp_path, damage):
         (run / "config.yaml").write_text("model: [unclosed\n")
     else:
         (run / "config.yaml").unlink()
-    r = run_cli("train", "--model", "rexnet_130", *SMALL[2:], "--out", str(run))
+    r = cli(capsys, "train", "--model", "rexnet_130", *SMALL[2:], "--out", str(run))
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "pass another --out" in lines[0], r.stderr
     assert (run / "best.weights.h5").read_bytes() == before

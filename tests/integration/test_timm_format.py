@@ -12,7 +12,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from helpers import HELPERS, randomize, run_cli
+from helpers import HELPERS, cli, randomize
 from helpers.hub_server import HubServer
 
 import keras_models as km
@@ -134,11 +134,11 @@ def test_what_timm_cannot_build_is_refused_in_one_line(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
-def test_save_timm_cli_from_a_training_run(digits_run, tmp_path):
-    r = run_cli("save-timm", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "digits"))
+def test_save_timm_cli_from_a_training_run(digits_run, tmp_path, capsys):
+    r = cli(capsys, "save-timm", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "digits"))
     assert r.returncode == 0, r.stderr
     config = json.loads((tmp_path / "digits" / "config.json").read_text())
     assert config["architecture"] == "rexnet_100" and config["num_classes"] == 10
     assert config["label_names"] == [str(i) for i in range(10)]
-    r = run_cli("save-timm", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "digits"))
+    r = cli(capsys, "save-timm", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "digits"))
     assert r.returncode != 0 and "already exists" in r.stderr and len(r.stderr.strip().splitlines()) == 1
