@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 
 from keras_models import hub, presets
-from keras_models.cost import count_macs, count_params
+from keras_models.cost import spec_cost
 from keras_models.models import find_entry, list_models, resolve
 from keras_models.registry import BUILD_RECORD, ModelEntry, eval_settings, make_spec, with_tag
 from keras_models.sources import load_weights
@@ -194,8 +194,7 @@ def model_info(name: str) -> dict:
     entry, tag, net, crop, interpolation = eval_settings(name)
     size = net.default_size
     classes = tag.num_classes if tag else 1000
-    model = build(net, input_shape=(size, size, 3), num_classes=classes, include_preprocessing=False,
-                  classifier_activation=None)
+    cost = spec_cost(net, size, classes)  # from the block table: nothing is built
     return {
         "name": f"{entry.name}.{tag.tag}" if tag else entry.name,
         "architecture": entry.name,
@@ -212,9 +211,9 @@ def model_info(name: str) -> dict:
         "std": tuple(round(s * 255, 3) for s in net.std),
         "input_range": "RGB in [0, 255] (the model normalises in-graph unless include_preprocessing=False)",
         "num_classes": classes,
-        "params": count_params(model, trainable_only=True),
-        "params_with_bn_stats": count_params(model),
-        "macs": count_macs(model),
+        "params": cost.trainable,
+        "params_with_bn_stats": cost.params,
+        "macs": cost.macs,
         "top1": tag.top1 if tag else entry.top1,
         "top5": tag.top5 if tag else entry.top5,
         "license": tag.license if tag else None,

@@ -8,8 +8,9 @@ import pytest
 from helpers import randomize
 
 import keras_models as km
-from keras_models.cost import count_macs, count_params
+from keras_models.cost import count_macs, count_params, spec_cost
 from keras_models.models.rexnet import rexnet_spec
+from keras_models.registry import get_entry
 from keras_models.spec import build
 
 # ../shared/reference/rexnet.md §1.3 (official ReXNetV1, measured in PyTorch).
@@ -48,16 +49,14 @@ def test_rexnet_v1_channels_and_params(width):
     assert [b.residual == "partial" for b in net.blocks] == [False, False, True, False, True, False,
                                                             True, True, True, True, True, False,
                                                             True, True, True, True]
-    model = build(net, input_shape=(224, 224, 3))
-    assert count_params(model, trainable_only=True) == params
+    assert spec_cost(net).trainable == params
 
 
 def test_rexnet_depth_multiplier_and_macs():
     net = rexnet_spec(1.0, depth=1.5)
     assert len(net.blocks) == sum([2, 3, 3, 5, 5, 8])
     assert [b.name for b in net.blocks[:3]] == ["block1a_", "block1b_", "block2a_"]
-    model = build(rexnet_spec(1.0), input_shape=(224, 224, 3))
-    assert round(count_macs(model) / 1e9, 3) == 0.398  # reference: 0.398 G
+    assert round(spec_cost(rexnet_spec(1.0)).macs / 1e9, 3) == 0.398  # reference: 0.398 G
 
 
 @pytest.mark.parametrize("width", sorted(REXNET_LITE))
@@ -66,14 +65,12 @@ def test_rexnet_lite_channels_and_params(width):
     net = rexnet_spec(width, lite=True)
     assert (net.stem_ch, [b.out_ch for b in net.blocks], net.head_ch) == (stem, outs, head)
     assert all(b.se_ch == 0 and b.act == "relu6" for b in net.blocks)
-    model = build(net, input_shape=(224, 224, 3))
-    assert count_params(model, trainable_only=True) == params
+    assert spec_cost(net).trainable == params
 
 
 @pytest.mark.parametrize("name", sorted(REXNETR_PARAMS))
 def test_rexnetr_params(name):
-    model = km.create_model(name)
-    assert count_params(model, trainable_only=True) == REXNETR_PARAMS[name]
+    assert spec_cost(get_entry(name).make_spec()).trainable == REXNETR_PARAMS[name]
 
 
 def test_rexnet_public_constructor_variants():
@@ -85,6 +82,20 @@ def test_rexnet_public_constructor_variants():
     drops = [layer.rate for layer in m.layers if layer.name.endswith("_drop")]
     assert drops and max(drops) == pytest.approx(0.1) and min(drops) > 0  # only residual blocks, ramped
     assert km.ReXNet(se=False).count_params() < km.ReXNet().count_params()
+
+
+# The counts above come from the block tables (`cost.spec_cost`); one real build per block kind
+# checks that arithmetic: linear bottleneck with SE-BN and partial residual (ReXNet), ReXNet-lite's
+# hidden head, MBConv (B0), no SE (Lite0), fused MBConv (V2), edge residual (ES); odd sizes, own heads.
+@pytest.mark.parametrize("name,size,classes,top", [
+    ("rexnet_100", 65, 7, True), ("rexnet_lite_100", 97, 3, True), ("tf_efficientnet_b0", 65, 5, False),
+    ("efficientnet_lite0", 65, 1000, True), ("tf_efficientnetv2_b0", 97, 4, True), ("efficientnet_es", 65, 2, True)])
+def test_the_spec_arithmetic_equals_a_real_build(name, size, classes, top):
+    net = get_entry(name).make_spec()
+    model = build(net, input_shape=(size, size, 3), num_classes=classes, include_top=top)
+    cost = spec_cost(net, size, classes, top)
+    assert (cost.trainable, cost.params, cost.macs) == (
+        count_params(model, trainable_only=True), count_params(model), count_macs(model))
 
 
 # EfficientNet: compare with keras.applications, weights transferred by layer name.
@@ -118,7 +129,8 @@ def _ours(version: str, variant: str, size: int = 65):
 def test_efficientnet_scaling_gives_keras_applications_param_counts(version, variant, params):
     """Every width/depth/resolution variant: the scaling rules give keras.applications' exact counts
     (pinned from keras.applications; the next test compares layer by layer where the rules bite)."""
-    assert _ours(version, variant).count_params() == params
+    name = f"tf_efficientnet{'v2' if version == 'v2' else ''}_{variant.lower()}"
+    assert spec_cost(get_entry(name).make_spec()).params == params
 
 
 # Numerics and every layer's name and shape against keras.applications itself. All variants render
@@ -155,19 +167,17 @@ def test_efficientnet_v2_matches_keras_applications(variant):
 
 
 def test_b3_rounding_rule_and_v2_without_it():
-    b3 = km.create_model("tf_efficientnet_b3")
-    assert b3.get_layer("block1a_project_conv").filters == 24  # 16 x 1.2 = 19.2 -> 24 by the 10% rule
-    v2b3 = km.create_model("tf_efficientnetv2_b3")
-    assert v2b3.get_layer("block1a_project_conv").filters == 16  # V2 has no 10% rule
+    b3 = get_entry("tf_efficientnet_b3").make_spec()
+    assert b3.blocks[0].out_ch == 24  # block1a_project_conv: 16 x 1.2 = 19.2 -> 24 by the 10% rule
+    assert get_entry("tf_efficientnetv2_b3").make_spec().blocks[0].out_ch == 16  # V2 has no 10% rule
 
 
 def test_lite_fixed_stem_head_and_params():
     timm_params = {0: 4_652_008, 1: 5_416_680, 2: 6_092_072, 3: 8_197_096, 4: 13_006_568}
     for i, params in timm_params.items():
-        m = km.create_model(f"efficientnet_lite{i}")
-        assert m.get_layer("stem_conv").filters == 32 and m.get_layer("top_conv").filters == 1280
-        assert not any("se_" in layer.name for layer in m.layers)
-        assert count_params(m, trainable_only=True) == params
+        net = get_entry(f"efficientnet_lite{i}").make_spec()
+        assert net.stem_ch == 32 and net.head_ch == 1280 and not any(b.se_ch for b in net.blocks)
+        assert spec_cost(net).trainable == params
 
 
 @pytest.mark.parametrize("builder,size", [(km.EfficientNetB3, 300), (km.EfficientNetB4, 380)])
