@@ -79,7 +79,7 @@ def serving_module(model: keras.Model, labels_path: str, *, crop_pct: float, int
         # Each image has its own size, so decode and crop one by one inside tf.data; a bad one is
         # dropped by ignore_errors and then named, instead of failing the batch anonymously.
         n = tf.shape(image_bytes, out_type=tf.int64)[0]
-        tf.debugging.Assert(n > 0, ["image_bytes is empty: send at least one image"])
+        nonempty = tf.debugging.Assert(n > 0, ["image_bytes is empty: send at least one image"])
 
         def decode(i, data):  # refused from its header before decoding (`decode_image`)
             return i, transform(decode_image(data, limit))
@@ -90,10 +90,11 @@ def serving_module(model: keras.Model, labels_path: str, *, crop_pct: float, int
         none = tf.data.Dataset.from_tensors((tf.zeros([0], tf.int64), tf.zeros([0, size, size, 3], tf.float32)))
         index, images = ds.ignore_errors().batch(tf.maximum(n, 1)).concatenate(none).take(1).get_single_element()
         decoded = tf.reduce_any(tf.equal(tf.range(n)[:, None], index[None, :]), axis=1)
-        tf.debugging.Assert(tf.reduce_all(decoded),
-                            ["image_bytes element", tf.argmin(tf.cast(decoded, tf.int32)),
-                             f"{BAD_IMAGE} of at most {limit:,} pixels"])
-        return outputs(images)
+        named = tf.debugging.Assert(tf.reduce_all(decoded),
+                                    ["image_bytes element", tf.argmin(tf.cast(decoded, tf.int32)),
+                                     f"{BAD_IMAGE} of at most {limit:,} pixels"])
+        with tf.control_dependencies([nonempty, named]):  # before the model: no empty batch reaches a conv
+            return outputs(tf.identity(images))
 
     def pixels(dtype):
         return tf.function(lambda images: outputs(transform(images)),

@@ -172,6 +172,8 @@ def test_python_api_versions_and_serving_signatures(run, tmp_path):
         loaded.signatures["serving_default"](image_bytes=tf.constant([photo, b"<html>not an image</html>"]))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes element\] \[0\]"):  # #34: every one bad
         loaded.signatures["serving_default"](image_bytes=tf.constant([b"<html>", b"not an image"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes is empty"):
+        loaded.signatures["serving_default"](image_bytes=tf.constant([], tf.string))
     assert loaded.signatures["serving_default"](image_bytes=tf.constant([photo]))["probabilities"].shape == (1, 10)
 
 
