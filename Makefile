@@ -31,9 +31,9 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check keras_models training benchmarks tests
 
-# The fast tier for every edit (ruff + tests/unit, marker `unit`: about a minute here).
+# The fast tier for every edit: ruff + every test not marked `slow` (tests/conftest.py), under 2 min.
 check: venv lint
-	$(BIN)/python -m pytest -m unit
+	$(BIN)/python -m pytest -m "not slow"
 
 # Everything: both tiers (README and CI), in TEST_WORKERS processes, a test file each at a time
 # (its module fixtures built once). Most of the suite runs on one thread (model building, tracing,

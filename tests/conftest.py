@@ -1,5 +1,7 @@
-"""Fixtures and tiers. `tests/unit` is the fast tier (`make check`, marker `unit`); everything else
-is marked `integration` (real training, exports, processes) and runs in `make test` with the rest.
+"""Fixtures and tiers. Tiers go by cost, not by folder: a test that trains, exports, starts a process
+or a server, or builds several networks is marked `slow` (`@pytest.mark.slow` where it is written, or
+by using a fixture in SLOW_FIXTURES); the rest is the fast tier, `make check` (`-m "not slow"`), which
+lists any of its tests that took longer than FAST_LIMIT_S so they get marked. `make test` runs all.
 Helpers live in `tests/helpers`; reference fixtures in ../shared/fixtures beside the checkout."""
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ import pytest
 from filelock import FileLock
 from helpers import FIXTURES, run_cli
 
-UNIT_DIR = Path(__file__).parent / "unit"
+# Fixtures that train, export, serve or build several models: every test that uses one is slow.
+SLOW_FIXTURES = {"digits_run", "run", "exported", "resumed_run", "preempted", "resumed", "finished", "saved",
+                 "service", "tuned"}
+FAST_LIMIT_S = 3.0
 
-
-# The longest test files, longest first (`--durations=0` on 2 cores: 610 s down to 185 s), started
+# The longest test files, longest first (`--durations=0` on 2 cores: 490 s down to 140 s), started
 # first so that `make test`'s workers (`--dist loadfile --no-loadscope-reorder`: files dealt in
 # collection order) end together.
-LONGEST_FIRST = ("test_optimize", "test_training", "test_benchmark", "test_export", "test_run_safety",
-                 "test_jax_backend", "test_architecture", "test_training_jpeg", "test_presets")
+LONGEST_FIRST = ("test_optimize", "test_training", "test_data_service", "test_benchmark", "test_training_jpeg",
+                 "test_export", "test_run_safety", "test_jax_backend", "test_keras_files", "test_architecture")
 
 
 def _start_rank(item) -> int:
@@ -28,9 +32,24 @@ def _start_rank(item) -> int:
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        tier = "unit" if UNIT_DIR in Path(item.fspath).parents else "integration"
-        item.add_marker(getattr(pytest.mark, tier))
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     items.sort(key=_start_rank)  # stable: the order within a file, and of the rest, is kept
+
+
+_fast_but_long: list[tuple[float, str]] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and "slow" not in report.keywords and report.duration > FAST_LIMIT_S:
+        _fast_but_long.append((report.duration, report.nodeid))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _fast_but_long:
+        terminalreporter.section(f"fast-tier tests over {FAST_LIMIT_S:.0f} s: mark them @pytest.mark.slow")
+        for seconds, nodeid in sorted(_fast_but_long, reverse=True):
+            terminalreporter.write_line(f"{seconds:6.1f}s {nodeid}")
 
 
 @pytest.fixture(scope="session")

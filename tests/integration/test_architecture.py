@@ -73,6 +73,7 @@ def test_rexnetr_params(name):
     assert spec_cost(get_entry(name).make_spec()).trainable == REXNETR_PARAMS[name]
 
 
+@pytest.mark.slow
 def test_rexnet_public_constructor_variants():
     assert km.ReXNet(width=1.3).name == "rexnet_130"
     assert km.ReXNet(width=2.0, lite=True).name == "rexnet_lite_200"
@@ -90,6 +91,7 @@ def test_rexnet_public_constructor_variants():
 @pytest.mark.parametrize("name,size,classes,top", [
     ("rexnet_100", 65, 7, True), ("rexnet_lite_100", 97, 3, True), ("tf_efficientnet_b0", 65, 5, False),
     ("efficientnet_lite0", 65, 1000, True), ("tf_efficientnetv2_b0", 97, 4, True), ("efficientnet_es", 65, 2, True)])
+@pytest.mark.slow
 def test_the_spec_arithmetic_equals_a_real_build(name, size, classes, top):
     net = get_entry(name).make_spec()
     model = build(net, input_shape=(size, size, 3), num_classes=classes, include_top=top)
@@ -137,6 +139,7 @@ def test_efficientnet_scaling_gives_keras_applications_param_counts(version, var
 # through the same builder and differ only by the scaling table, which the test above pins for all;
 # B3 is where the 10% channel rule rounds up, V2-S the first with its own block table.
 @pytest.mark.parametrize("variant", ["B0", "B3"])
+@pytest.mark.slow
 def test_efficientnet_v1_matches_keras_applications(variant):
     size = 65  # odd sizes on the way down exercise SAME padding
     ref = _keras_app(f"EfficientNet{variant}", size)
@@ -156,6 +159,7 @@ def test_efficientnet_v1_matches_keras_applications(variant):
 
 
 @pytest.mark.parametrize("variant", ["B0", "S"])
+@pytest.mark.slow
 def test_efficientnet_v2_matches_keras_applications(variant):
     size = 65
     ref = _keras_app(f"EfficientNetV2{variant}", size)
@@ -181,6 +185,7 @@ def test_lite_fixed_stem_head_and_params():
 
 
 @pytest.mark.parametrize("builder,size", [(km.EfficientNetB3, 300), (km.EfficientNetB4, 380)])
+@pytest.mark.slow
 def test_dynamic_shape_equals_static_at_odd_sizes(builder, size):
     """The keras.applications B3-at-300 bug (9x9 instead of 10x10) must not exist here."""
     static = builder(include_top=False, input_shape=(size, size, 3))
@@ -192,6 +197,7 @@ def test_dynamic_shape_equals_static_at_odd_sizes(builder, size):
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_rexnet_dynamic_shape_equals_static():
     static = km.ReXNet(include_top=False, input_shape=(225, 225, 3))
     dynamic = km.ReXNet(include_top=False, input_shape=(None, None, 3))
@@ -200,6 +206,7 @@ def test_rexnet_dynamic_shape_equals_static():
     np.testing.assert_allclose(static.predict(x, verbose=0), dynamic.predict(x, verbose=0), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_keras_applications_options():
     m = km.EfficientNetB3(include_top=False, pooling="avg")
     assert m.output.shape == (None, 1536)
@@ -213,6 +220,7 @@ def test_keras_applications_options():
         km.EfficientNetB0(include_top=False, pooling="mean")
 
 
+@pytest.mark.slow
 def test_save_and_reload_keras_format(tmp_path):
     model = km.ReXNet(width=1.0, input_shape=(64, 64, 3), num_classes=3)
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
@@ -222,6 +230,7 @@ def test_save_and_reload_keras_format(tmp_path):
     np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_every_layer_gets_its_own_random_init():
     """A shared unseeded initializer instance gives every same-shaped layer identical weights in
     Keras 3; the builders must not, and a seed must reproduce the init."""

@@ -58,6 +58,7 @@ def _interpreter(backend: str) -> tuple[str, dict]:
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+@pytest.mark.slow
 def test_the_fixtures_logits_and_a_fit_step_on_every_backend(backend, fixtures):
     python, env = _interpreter(backend)
     r = subprocess.run([python, "-c", SCRIPT, str(fixtures), json.dumps(FIXTURE_MODELS)], capture_output=True,

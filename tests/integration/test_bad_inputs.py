@@ -126,6 +126,7 @@ def bad_files(tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: " ".join(c[0])[:60])
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_writes_nothing(case, bad_files, capsys):
     from keras_models.cli import main
 
@@ -148,6 +149,7 @@ def _fill(part, tmp):
     return [_fill(p, tmp) for p in part] if isinstance(part, list) else part.replace("{tmp}", str(tmp))
 
 
+@pytest.mark.slow
 def test_training_on_jax_says_so_at_once(tmp_path):
     r = run_cli("train", "--out", str(tmp_path / "r"), env={"KERAS_BACKEND": "jax"}, timeout=120)
     lines = r.stderr.strip().splitlines()
@@ -155,6 +157,7 @@ def test_training_on_jax_says_so_at_once(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_the_pixel_limit_is_configurable(bad_files, monkeypatch, capsys):
     from keras_models.cli import main
 
@@ -220,6 +223,7 @@ def test_numpy_class_counts_are_whole_numbers():
     assert model.output_shape == (None, 10)
 
 
+@pytest.mark.slow
 def test_a_whole_keras_model_as_weights_and_a_truncated_keras_file_say_what_they_are(tmp_path):
     model = km.create_model("rexnet_100", num_classes=2, input_shape=(32, 32, 3))
     model.save(tmp_path / "last.keras")
@@ -256,6 +260,7 @@ FULL_DISK_COMMANDS = [  # every kind of writer: HDF5 (h5py), SavedModel and chec
 
 
 @pytest.mark.parametrize("command", FULL_DISK_COMMANDS, ids=lambda c: " ".join(c[:3]))
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_not_a_crash(full_disk, bad_files, digits_run, command, capsys):
     """#34: h5py segfaulted (exit 139) after the error, with raw tracebacks, when the disk filled
     mid-write; TensorFlow's writers gave their raw error and left `*_temp` checkpoint folders and

@@ -19,6 +19,7 @@ TIMM_COLUMNS = {"model", "infer_samples_per_sec", "infer_step_time", "infer_batc
                 "train_img_size"}
 
 
+@pytest.mark.slow
 def test_benchmark_against_keras_applications(tmp_path):
     out = tmp_path / "bench.csv"
     r = run_cli("benchmark", "--model", "tf_efficientnet_b0", "--batch-size", "2", "--img-size", "64",
@@ -49,6 +50,7 @@ def test_benchmark_against_keras_applications(tmp_path):
     assert "keras 64px batch 2: " in r.stdout and "vs keras.applications" in r.stdout
 
 
+@pytest.mark.slow
 def test_compare_timm_runs_pytorch_or_says_how_to_install(tmp_path):
     out = tmp_path / "timm.csv"
     r = run_cli("benchmark", "--model", "rexnet_100", "--bench", "infer", "--batch-size", "1", "--img-size", "64",
@@ -90,6 +92,7 @@ JAX_BENCH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_benchmark_on_jax_times_jitted_steps_without_tensorflow(tmp_path):
     out = tmp_path / "jax.csv"
     r = subprocess.run(
@@ -118,6 +121,7 @@ def test_benchmark_on_jax_times_jitted_steps_without_tensorflow(tmp_path):
     (["--runtime", "onnx"], "--runtime 'onnx' is not one of"),
     (["--model", "rexnet_100", "--compare", "keras.applications"], "keras.applications has no twin of rexnet_100"),
 ])
+@pytest.mark.slow
 def test_bad_options_are_one_line_and_write_nothing(tmp_path, args, message):
     out = tmp_path / "b.csv"
     r = run_cli("benchmark", "--img-size", "64", "--iters", "1", "--results-file", str(out), *args)

@@ -11,7 +11,6 @@ from helpers import run_cli
 
 from benchmarks.data_bench import TIMM_PYTHON_ENV, make_folder
 
-pytestmark = pytest.mark.integration
 QUICK = ["--image-size", "64", "--batch-size", "8", "--iters", "3", "--repeats", "2", "--warmup", "1"]
 
 
@@ -20,6 +19,7 @@ def photos(tmp_path_factory):
     return make_folder(tmp_path_factory.mktemp("bench") / "photos", n=48)
 
 
+@pytest.mark.slow
 def test_data_bench_writes_rows_and_a_chart(photos, tmp_path):
     out = tmp_path / "data.csv"
     r = run_cli("benchmark", "--bench", "data", "--data", f"folder:{photos}", *QUICK, "--randaugment", "9",
@@ -34,6 +34,7 @@ def test_data_bench_writes_rows_and_a_chart(photos, tmp_path):
     assert out.with_suffix(".png").stat().st_size > 10_000 and "ours vs" in r.stdout
 
 
+@pytest.mark.slow
 def test_data_bench_peers_fail_in_one_line(photos, tmp_path):
     wrong = run_cli("benchmark", "--bench", "data", "--data", "tfrecord:/x/*.tfrecord", "--compare", "timm",
                     "--results-file", str(tmp_path / "r.csv"))

@@ -25,6 +25,7 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_zip_pth_roundtrip_converts_to_matching_model(fixtures, tmp_path):
     from safetensors.numpy import load_file
 
@@ -73,6 +74,7 @@ def test_malicious_pickle_is_refused_not_executed(tmp_path, container, capsys):
     assert not (tmp_path / "out.weights.h5").exists()
 
 
+@pytest.mark.slow
 def test_convert_cli_writes_loadable_weights(fixtures, tmp_path, capsys):
     out = tmp_path / "rexnet_100.weights.h5"
     result = cli(capsys, "convert", str(fixtures / "rexnet_100_official.safetensors"), "--model", "rexnet_100",
@@ -94,6 +96,7 @@ def _without_metadata(fixtures, stem: str, tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_convert_wrong_width_names_first_tensor_and_shapes(fixtures, tmp_path, capsys):
     out = tmp_path / "rexnet_130.weights.h5"
     declared = cli(capsys, "convert", str(fixtures / "rexnet_100_timm.safetensors"), "--model", "rexnet_130",
@@ -109,6 +112,7 @@ def test_convert_wrong_width_names_first_tensor_and_shapes(fixtures, tmp_path, c
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_native_efficientnet_never_converts_silently_as_the_tf_one(fixtures, tmp_path, capsys):
     """Same keys, other padding and epsilon: refused by what the file says, else rendered as named."""
     out = tmp_path / "b0.weights.h5"
@@ -152,6 +156,7 @@ def test_depth_mismatch_reports_unused_tensor(fixtures):
         convert_state_dict(state, rexnet_spec(1.0, depth=1.5), "timm")
 
 
+@pytest.mark.slow
 def test_new_head_for_fine_tuning_keeps_backbone(fixtures):
     x, _ = load_fixture(fixtures, "rexnet_100_timm")
     ref = km.create_model("rexnet_100", weights=str(fixtures / "rexnet_100_timm.safetensors"),
@@ -162,6 +167,7 @@ def test_new_head_for_fine_tuning_keeps_backbone(fixtures):
     np.testing.assert_allclose(tuned.get_layer("top_conv").get_weights()[0], ref.get_layer("top_conv").get_weights()[0])
 
 
+@pytest.mark.slow
 def test_keras_applications_h5_converts_by_layer_name(tmp_path, capsys):
     """A keras.applications-format .h5 (legacy, layer-named groups) -> our .weights.h5 -> same outputs."""
     import keras

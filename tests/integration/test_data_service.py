@@ -20,8 +20,6 @@ from helpers.runs import free_ports, latest_step, read_metrics
 from training import data as data_lib
 from training import data_service as svc
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def service():
@@ -41,6 +39,7 @@ def jpeg_folder(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_each_position_gives_the_same_pixels_through_the_service_and_locally(service, jpeg_folder):
     """Two epochs of positions: through the two workers, every position arrives exactly once (no
     worker was lost), each with the very pixels and status the same pipeline computes locally, and
@@ -62,6 +61,7 @@ def test_each_position_gives_the_same_pixels_through_the_service_and_locally(ser
     assert bad == {0: truncated, 1: truncated} and truncated > 0
 
 
+@pytest.mark.slow
 def test_training_through_the_service_learns_like_the_local_pipeline(service, digits_run, tmp_path):
     """The same command as the shared local run (`digits_run`: 4 epochs of digits at 32 px), its
     input computed by the two workers: top-1 within a few points of the local pipeline's."""
@@ -77,6 +77,7 @@ def test_training_through_the_service_learns_like_the_local_pipeline(service, di
     assert int(float(rows[-1]["images_seen"])) == 4 * (1438 // 64) * 64  # every step got a full batch
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_epoch_the_run_completes_and_says_what_was_lost(service, tmp_path):
     """A third worker joins, and is SIGKILLed once the run has checkpointed step 2 of epoch 1: every
     epoch still runs its full steps on the other two, and the run names what never arrived."""
@@ -98,6 +99,7 @@ def test_a_worker_killed_mid_epoch_the_run_completes_and_says_what_was_lost(serv
     assert "images of the stream never arrived from the data service (a worker lost" in stdout, stdout
 
 
+@pytest.mark.slow
 def test_a_dispatcher_nobody_runs_is_one_line_within_the_timeout(tmp_path):
     started = time.monotonic()
     r = run_cli("train", "--data", "digits", "--out", str(tmp_path / "r"), "--worker-timeout", "2",

@@ -21,6 +21,7 @@ def test_every_page_that_runs_has_python_examples():
     assert all(python_blocks(page) for page in RUN)
 
 
+@pytest.mark.slow
 def test_the_readme_and_getting_started_examples_run(tmp_path, monkeypatch, capsys):
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)  # the examples write `lite0.keras` where a user runs them
@@ -106,6 +107,7 @@ KERAS_MODELS = [s for s in SHELL if "keras-models" in s[1].split()]
 
 
 @pytest.mark.parametrize("page,command", KERAS_MODELS, ids=[f"{p}:{c}" for p, c in KERAS_MODELS])
+@pytest.mark.slow
 def test_keras_models_shell_examples_parse_and_the_offline_ones_run(page, command, capsys, monkeypatch):
     from keras_models.cli import build_parser, main
 
@@ -125,6 +127,7 @@ def test_keras_models_shell_examples_parse_and_the_offline_ones_run(page, comman
         assert "espresso" in out and "cat" in out, out  # Lite0's real ImageNet weights
 
 
+@pytest.mark.slow
 def test_every_python_example_compiles_and_the_models_page_runs():
     for page in PAGES:
         for block in python_blocks(page):

@@ -63,6 +63,7 @@ def _entry(url: str, sha: str) -> ModelEntry:
                       tags=(Pretrained(tag="test", url=url, source="timm", hash_prefix=sha[:8]),))
 
 
+@pytest.mark.slow
 def test_imagenet_weights_download_convert_cache(server, tmp_path, monkeypatch, fixtures):
     root, base = server
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
@@ -77,6 +78,7 @@ def test_imagenet_weights_download_convert_cache(server, tmp_path, monkeypatch, 
     assert np.abs(again.predict(x, verbose=0) - logits).max() < 2e-4
 
 
+@pytest.mark.slow
 def test_offline_error_names_url_and_convert(tmp_path):
     """A published model, a mirror nobody listens on: one line naming the URL and `convert`."""
     with socket.socket() as s:  # a free port on 127.0.0.1 with nothing behind it

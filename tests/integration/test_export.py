@@ -30,6 +30,7 @@ def exported(run, tmp_path_factory) -> tuple[Path, str]:
     return repo, r.stdout
 
 
+@pytest.mark.slow
 def test_export_layout_report_and_metadata(run, exported):
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
@@ -78,6 +79,7 @@ def test_export_layout_report_and_metadata(run, exported):
         assert zf.namelist() == ["labels.txt"]
 
 
+@pytest.mark.slow
 def test_verify_serves_rest_and_grpc_from_a_fresh_process(exported, capsys):
     repo, _ = exported
     r = cli(capsys, "verify", str(repo / "rexnet_100" / "1"))  # it starts the serving process itself
@@ -91,6 +93,7 @@ def test_verify_serves_rest_and_grpc_from_a_fresh_process(exported, capsys):
     assert "FAIL" not in r.stdout
 
 
+@pytest.mark.slow
 def test_verify_catches_a_wrong_model(exported, tmp_path, capsys):
     """A float32 file that is really the dynamic-range one must fail the 1e-4 check."""
     repo, _ = exported
@@ -107,6 +110,7 @@ def test_verify_catches_a_wrong_model(exported, tmp_path, capsys):
         "keras-models: error: 1 of 3 checks failed: rexnet_100_float32.tflite vs Keras"]
 
 
+@pytest.mark.slow
 def test_verify_fails_when_listed_files_are_gone_or_damaged(exported, tmp_path, capsys):
     """Nothing to check is a failure; so is every file the model card lists that is missing or broken."""
     from keras_models.cli import main
@@ -141,6 +145,7 @@ def test_verify_fails_when_listed_files_are_gone_or_damaged(exported, tmp_path, 
                    "the export is damaged; export again"]
 
 
+@pytest.mark.slow
 def test_python_api_versions_and_serving_signatures(run, tmp_path):
     import tensorflow as tf
 
@@ -177,6 +182,7 @@ def test_python_api_versions_and_serving_signatures(run, tmp_path):
     assert loaded.signatures["serving_default"](image_bytes=tf.constant([photo]))["probabilities"].shape == (1, 10)
 
 
+@pytest.mark.slow
 def test_pruned_kernels_are_stored_sparse_and_run_the_same(tmp_path):
     """Zeros from pruning shrink the .tflite itself (DENSIFY expands them), not only its gzip."""
     import keras_models as km
@@ -207,6 +213,7 @@ def _flex_model():
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x), name="flexy")
 
 
+@pytest.mark.slow
 def test_flex_ops_fail_loudly_and_nothing_is_published(tmp_path):
     from keras_models.export import ExportError, ExportPlan, export_model, tflite
     from keras_models.export.measure import prepare
@@ -256,6 +263,7 @@ def test_a_run_exported_with_too_few_labels_is_refused(run, tmp_path, capsys):
     assert not (tmp_path / "repo").exists()
 
 
+@pytest.mark.slow
 def test_predict_uses_a_trained_run_as_it_was_trained(run, tmp_path, capsys):
     """Model, class count, size, crop and labels come from the run beside the weights (it failed with
     "A total of 1 objects could not be loaded" before)."""
@@ -269,6 +277,7 @@ def test_predict_uses_a_trained_run_as_it_was_trained(run, tmp_path, capsys):
     assert out[0].endswith("coffee.jpg") and len(out) == 6 and all("digit " in line for line in out[1:])
 
 
+@pytest.mark.slow
 def test_serving_refuses_a_decompression_bomb_naming_the_element(run, tmp_path):
     """The header is read in-graph: a 16000 x 16000 PNG (a few KB) is refused before it is decoded."""
     import io

@@ -27,6 +27,7 @@ def _untrained(name: str, seed: int = 0):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.slow
 def test_batchnorm_folding_passes_the_gate_for_every_family(name):
     """What a SavedModel serves is the inference graph: BatchNorm folded into the convolutions."""
     model, x = _untrained(name)
@@ -36,6 +37,7 @@ def test_batchnorm_folding_passes_the_gate_for_every_family(name):
     assert logit_error(served, keras_probs) < TOLERANCE["saved_model"] / 10  # a tenfold margin
 
 
+@pytest.mark.slow
 def test_a_graph_that_computes_something_else_fails_the_gate():
     """timm's native EfficientNet-B0 and the TF one differ in padding and BatchNorm epsilon only."""
     tf_b0, x = _untrained("tf_efficientnet_b0")

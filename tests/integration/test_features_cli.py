@@ -16,6 +16,7 @@ REXNET_FEATURES = {"rexnet_100": [16, 38, 61, 128, 185], "rexnet_130": [21, 50, 
 
 
 @pytest.mark.parametrize("name", sorted(REXNET_FEATURES))
+@pytest.mark.slow
 def test_rexnet_features_match_timm(name):
     model = km.create_model(name, features_only=True, input_shape=(64, 64, 3))
     assert [t["channels"] for t in model.feature_info] == REXNET_FEATURES[name]
@@ -25,6 +26,7 @@ def test_rexnet_features_match_timm(name):
         assert out[t["name"]].shape == (1, 64 // t["stride"], 64 // t["stride"], t["channels"])
 
 
+@pytest.mark.slow
 def test_efficientnet_features_and_helper_on_existing_models():
     ours = km.create_model("tf_efficientnet_b0", features_only=True)
     assert [t["channels"] for t in ours.feature_info] == [16, 24, 40, 112, 320]
@@ -55,6 +57,7 @@ def test_decode_predictions_ships_class_names():
     assert [n for _, n, _ in km.decode_predictions(probs, top=3)[0]] == ["military uniform", "Egyptian cat", "espresso"]
 
 
+@pytest.mark.slow
 def test_cli_list_info_predict(capsys):
     listed = cli(capsys, "list", "*efficientnet*")
     assert listed.returncode == 0 and "rexnet" not in listed.stdout
@@ -80,6 +83,7 @@ def test_cli_list_info_predict(capsys):
     assert pred.stderr == ""  # TensorFlow's start-up chatter is kept out of the user's terminal
 
 
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line(tmp_path, capsys):
     (tmp_path / "notes.jpg").write_text("not an image")
     for args in (["predict", str(tmp_path / "missing.jpg")], ["predict", str(tmp_path / "notes.jpg")],

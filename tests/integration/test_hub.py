@@ -11,7 +11,6 @@ import keras_models as km
 from keras_models.hub import HubError
 from keras_models.state_dicts import CheckpointError
 
-pytestmark = pytest.mark.integration
 OPTIONS = {"include_preprocessing": False, "classifier_activation": None}
 
 
@@ -36,6 +35,7 @@ def hub(fixtures, tmp_path, monkeypatch):
     server.close()
 
 
+@pytest.mark.slow
 def test_hf_models_load_like_timm_through_the_cdn_redirect_and_the_cache(hub, fixtures, tmp_path):
     for handle, stem in (("hf://timm/rexnet_100.nav_in1k", "rexnet_100_timm"),
                          ("hf://timm/efficientnet_b0.ra_in1k", "efficientnet_b0_timm")):
@@ -55,6 +55,7 @@ def test_hf_models_load_like_timm_through_the_cdn_redirect_and_the_cache(hub, fi
     assert np.abs(km.create_model(str(preset)).predict(x, verbose=0) - logits).max() < 2e-4
 
 
+@pytest.mark.slow
 def test_a_registry_tag_comes_from_the_hub_and_a_mislabelled_repo_is_refused(hub, fixtures):
     """No release URL answers (closed mirror): the tag's Hub repo serves it. A repo under a TF name
     whose config says native B0 is refused naming both, never converted with the wrong padding."""
@@ -65,6 +66,7 @@ def test_a_registry_tag_comes_from_the_hub_and_a_mislabelled_repo_is_refused(hub
         km.create_model("tf_efficientnet_b0.ns_jft_in1k", pretrained=True, **OPTIONS)
 
 
+@pytest.mark.slow
 def test_missing_repos_revisions_files_and_corrupted_downloads_are_one_line(hub):
     cases = [("hf://timm/nope", "no such repository"),
              ("hf://timm/rexnet_100.nav_in1k@v9", "no revision 'v9'"),
@@ -80,6 +82,7 @@ def test_missing_repos_revisions_files_and_corrupted_downloads_are_one_line(hub)
     km.create_model("hf://timm/efficientnet_b0.ra_in1k")  # the damaged blob was not kept
 
 
+@pytest.mark.slow
 def test_a_tampered_cache_blob_is_downloaded_again(hub, fixtures, tmp_path):
     x, logits = load_fixture(fixtures, "rexnet_100_timm")
     km.create_model("hf://timm/rexnet_100.nav_in1k")
@@ -93,6 +96,7 @@ def test_a_tampered_cache_blob_is_downloaded_again(hub, fixtures, tmp_path):
     assert np.abs(model.predict(x, verbose=0) - logits).max() < 2e-4
 
 
+@pytest.mark.slow
 def test_predict_from_the_hub_then_offline_from_the_cache(hub, tmp_path):
     """The user path: `keras-models predict --model hf://...`, then HF_HUB_OFFLINE=1 on the same
     HF_HOME (the cache answers), then offline with an empty cache (one line, exit 2)."""

@@ -57,12 +57,14 @@ def _predict_peak_mb(image: str) -> int:
     return peak
 
 
+@pytest.mark.slow
 def test_a_strip_costs_what_a_photo_costs_in_predict(tmp_path):
     strip = _image(tmp_path / "strip_1x8000.png", "PNG", (8000, 1))
     photo, thin = _predict_peak_mb(str(PHOTOS / "coffee.jpg")), _predict_peak_mb(strip)
     assert thin < photo + 300, f"predict peaked at {thin} MB on a 1 x 8000 strip, {photo} MB on a photo"
 
 
+@pytest.mark.slow
 def test_serving_refuses_oversized_png_and_webp_before_decoding(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\n")
@@ -79,6 +81,7 @@ def test_serving_refuses_oversized_png_and_webp_before_decoding(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+@pytest.mark.slow
 def test_predict_applies_the_limit_to_every_format_alike(fmt, tmp_path, monkeypatch, capsys):
     from keras_models.cli import main
 

@@ -52,6 +52,7 @@ def test_fused_batch_norm_under_mixed_float16():
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow
 def test_inference_graph_equals_training_graph(name):
     model = km.create_model(name, input_shape=(64, 64, 3), classifier_activation=None, num_classes=10)
     randomize(model)  # real BN statistics to fold, not the identity ones
@@ -66,6 +67,7 @@ def test_inference_graph_equals_training_graph(name):
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
+@pytest.mark.slow
 def test_xla_compiled_units_equal_plain_graph():
     """`jit_compile=on` (the GPU policy) compiles each fused unit with XLA; same numbers on CPU."""
     model = km.create_model("rexnet_100", input_shape=(64, 64, 3), classifier_activation=None, num_classes=10)
@@ -77,6 +79,7 @@ def test_xla_compiled_units_equal_plain_graph():
     np.testing.assert_allclose(fast(x).numpy(), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
+@pytest.mark.slow
 def test_inference_graph_saves_and_loads(tmp_path):
     model = km.create_model("tf_efficientnet_lite0", input_shape=(64, 64, 3), num_classes=5)
     randomize(model)
@@ -96,6 +99,7 @@ def test_inference_model_refuses_foreign_models():
         km.inference_model(keras.applications.MobileNetV3Small(weights=None, input_shape=(64, 64, 3)))
 
 
+@pytest.mark.slow
 def test_weights_files_load_across_the_batch_norm_classes(tmp_path):
     """`.weights.h5` keys layers by class name: files written before the fused BatchNorm (with
     Keras' own class) must load unchanged, and ours must load into plain Keras."""

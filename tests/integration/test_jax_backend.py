@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 from helpers import JAX_CPU_ENV, ROOT, randomize
 
 import keras_models as km
@@ -41,6 +42,7 @@ JAX_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_models_run_on_jax_with_tensorflow_weights(tmp_path):
     x = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)

@@ -62,6 +62,7 @@ def _save(model: keras.Model, folder, name: str, x: np.ndarray) -> dict:
     return {"file": str(path), "x": str(folder / f"{name}.x.npy"), "y": str(folder / f"{name}.y.npy")}
 
 
+@pytest.mark.slow
 def test_keras_files_load_in_a_new_process_after_import_keras_models(tmp_path, digits_run):
     x = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
     cases = {}
@@ -101,6 +102,7 @@ def test_keras_files_load_in_a_new_process_after_import_keras_models(tmp_path, d
 
 
 @pytest.mark.parametrize("name", ["rexnet_100", "tf_efficientnet_b0"])
+@pytest.mark.slow
 def test_a_keras_file_needs_keras_models_its_layers_are_custom(tmp_path, name):
     """What the docs say: a `.keras` file of ours loads where keras_models is installed (custom
     layers: PyTorch-epsilon BatchNorm, PartialResidual); for a keras_models-free artifact, export."""

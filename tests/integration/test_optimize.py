@@ -16,6 +16,7 @@ FAMILIES = ["rexnet_100", "rexnet_lite_100", "tf_efficientnet_b0", "tf_efficient
             "tf_efficientnetv2_b0"]
 
 
+@pytest.mark.slow
 def test_every_family_has_an_exact_tf_keras_twin_that_tfmot_accepts():
     """SE Multiply, Rescaling and ReXNet's partial residual are what stock tfmot refuses."""
     r = subprocess.run([sys.executable, str(HELPERS / "tfmot_families.py"), *FAMILIES],
@@ -52,6 +53,7 @@ def _optimize(run: Path, out: Path, *args: str) -> dict:
     return json.loads((out / "optimize.json").read_text())
 
 
+@pytest.mark.slow
 def test_prune_then_qat_then_export_keeps_zeros_and_learned_ranges(digits_run, tmp_path):
     """One real run through every stage: pruning, strip, sparsity-preserving QAT, int8 from the QAT
     ranges, weights back in Keras 3, and `export` of the result converting from the QAT model."""

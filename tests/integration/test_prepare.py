@@ -17,8 +17,6 @@ from helpers import ROOT, photo_crops
 from training import data as data_lib
 from training.prepare import PrepareError, prepare
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
@@ -46,6 +44,7 @@ def _fingerprints(source: data_lib.DataSource, split: str) -> list[tuple[str, st
     return sorted(rows)
 
 
+@pytest.mark.slow
 def test_shards_read_back_as_the_folder(photos, tmp_path, capsys):
     out = tmp_path / "shards"
     summary = prepare(f"folder:{photos}", str(out), shards=3, val_split=0.25)
@@ -81,6 +80,7 @@ def test_an_incomplete_set_of_shards_is_refused(photos, tmp_path):
         data_lib.load(f"tfrecord:{out}/train-*,{out}/val-*")
 
 
+@pytest.mark.slow
 def test_a_killed_preparation_leaves_nothing_a_glob_sees_and_a_rerun_starts_over(tmp_path):
     """SIGKILL while the digits are being written (encoded to PNG, 1,797 of them), then the same command."""
     out = tmp_path / "digits"

@@ -12,9 +12,8 @@ import keras_models as km
 from keras_models.presets import read_preset
 from keras_models.state_dicts import CheckpointError
 
-pytestmark = pytest.mark.integration
 
-
+@pytest.mark.slow
 def test_save_and_reload_a_preset(tmp_path):
     model = km.create_model("rexnet_100", num_classes=3, input_shape=(64, 64, 3), classifier_activation=None)
     randomize(model)
@@ -44,6 +43,7 @@ def test_save_and_reload_a_preset(tmp_path):
         km.create_model(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_an_imagenet_tag_as_a_preset_predicts_like_the_tag(tmp_path, capsys):
     photo = str(PHOTOS / "chelsea.jpg")
     made = cli(capsys, "save-preset", "--weights", "imagenet", "--model", "tf_efficientnet_lite0",
@@ -55,6 +55,7 @@ def test_an_imagenet_tag_as_a_preset_predicts_like_the_tag(tmp_path, capsys):
     assert packaged.stdout == direct.stdout and "Egyptian cat" in direct.stdout
 
 
+@pytest.mark.slow
 def test_a_trained_run_becomes_a_preset_with_its_labels(digits_run, tmp_path, capsys):
     made = cli(capsys, "save-preset", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "p"))
     assert made.returncode == 0, made.stderr
@@ -65,6 +66,7 @@ def test_a_trained_run_becomes_a_preset_with_its_labels(digits_run, tmp_path, ca
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
+@pytest.mark.slow
 def test_a_folder_named_like_a_model_hides_nothing(tmp_path, monkeypatch):
     """#34: `train --out rexnet_100` (or an empty `mkdir rexnet_100`) made `rexnet_100` mean that folder."""
     monkeypatch.chdir(tmp_path)

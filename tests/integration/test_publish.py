@@ -47,6 +47,7 @@ def tuned():
 
 
 @pytest.mark.parametrize("fmt", ["timm", "preset"])
+@pytest.mark.slow
 def test_push_then_load_from_the_hub_gives_the_same_logits(hub, tuned, fmt):
     model, x, logits = tuned
     url = km.push_to_hub(model, f"hf://me/flowers-{fmt}", format=fmt, labels=["daisy", "rose", "tulip"])
@@ -90,6 +91,7 @@ def test_an_upload_that_fails_mid_way_leaves_no_release(hub, tuned, monkeypatch)
     assert hub.repos.get("me/half") == {} and hub.commits == []  # the repo exists, empty: no release
 
 
+@pytest.mark.slow
 def test_push_cli_from_a_training_run(hub, digits_run, tmp_path):
     r = run_cli("push", str(digits_run), "hf://me/digits", env=hub.env)
     assert r.returncode == 0, r.stderr

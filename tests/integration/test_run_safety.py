@@ -48,6 +48,7 @@ def preempted(tmp_path_factory):
     return out, result, seen
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_exits_143(preempted):
     out, result, seen = preempted
     errors = [line for line in result.stderr.splitlines() if "error" in line]  # the progress bar has its own lines
@@ -75,6 +76,7 @@ def resumed(preempted, tmp_path_factory):
     return run, stopped, again.stdout, stale
 
 
+@pytest.mark.slow
 def test_rerun_after_sigterm_resumes_exactly_and_cleans_leftovers(resumed):
     run, stopped, stdout, stale = resumed
     assert f"resuming at step {stopped}/12" in stdout
@@ -82,6 +84,7 @@ def test_rerun_after_sigterm_resumes_exactly_and_cleans_leftovers(resumed):
     assert not list((run / "checkpoints").glob("*_temp*")) and not stale.exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_and_exits_130(tmp_path):
     result, _ = _stop_mid_epoch(tmp_path / "run", signal.SIGINT)
     errors = [line for line in result.stderr.splitlines() if "error" in line]
@@ -96,6 +99,7 @@ def finished(resumed):
     return resumed[0]
 
 
+@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_and_state_file_fall_back_to_the_newest_readable(finished, tmp_path):
     """Before: garbage in `checkpoint` restarted the run at step 0 (deleting its checkpoints), and a
     damaged newest checkpoint failed every rerun with "Read less bytes than requested"."""
@@ -141,6 +145,7 @@ def _cluster_env() -> dict:
     return {**ENV, "TF_CONFIG": json.dumps(config)}, ports[1]
 
 
+@pytest.mark.slow
 def test_an_unreachable_peer_times_out_in_one_line(tmp_path):
     env, peer = _cluster_env()
     started = time.time()
@@ -151,6 +156,7 @@ def test_an_unreachable_peer_times_out_in_one_line(tmp_path):
     assert f"keras-models: error: the other workers (127.0.0.1:{peer}) did not all join within 8 s" in r.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_the_wait_for_workers(tmp_path):
     env, peer = _cluster_env()
     proc = subprocess.Popen(_train(tmp_path / "run", "--strategy", "multi_worker"), cwd=ROOT, env=env,
@@ -169,6 +175,7 @@ HOLD = "import sys, time; from pathlib import Path; from training.run_lock impor
        "lock = hold_run_lock(Path(sys.argv[1])); print('held', flush=True); time.sleep(600)"
 
 
+@pytest.mark.slow
 def test_one_run_per_out_and_a_killed_run_leaves_no_stale_lock(tmp_path, capsys):
     """#34: two runs into one --out both exited 0, the second overwriting the first's files."""
     from keras_models.cli import main

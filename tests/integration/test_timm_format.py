@@ -60,6 +60,7 @@ def saved(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_the_folder_is_timms_config_and_state_dict(saved):
     from safetensors.numpy import load_file
 
@@ -77,6 +78,7 @@ def test_the_folder_is_timms_config_and_state_dict(saved):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.slow
 def test_our_converter_reads_it_back_to_the_same_logits(saved, name):
     folder, x, logits = saved[name]
     again = km.create_model(name, weights=str(folder / "model.safetensors"), num_classes=CASES[name],
@@ -84,6 +86,7 @@ def test_our_converter_reads_it_back_to_the_same_logits(saved, name):
     assert np.abs(np.asarray(again.predict(np.load(x), verbose=0)) - logits).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_the_hub_serves_it_back_as_hf_model(saved, monkeypatch, tmp_path):
     folder, x, logits = saved["tf_efficientnet_b0"]
     hub = HubServer({"me/b0-flowers": {f.name: f.read_bytes() for f in folder.iterdir()}})
@@ -121,6 +124,7 @@ def test_timm_loads_it_from_the_hub_stand_in(saved, tmp_path):
     assert np.abs(np.load(tmp_path / "t.npy") - logits).max() < 2e-4
 
 
+@pytest.mark.slow
 def test_what_timm_cannot_build_is_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match="timm has no architecture for rexnet_lite_100"):
         km.save_timm(km.create_model("rexnet_lite_100", input_shape=(64, 64, 3)), tmp_path / "lite")
@@ -134,6 +138,7 @@ def test_what_timm_cannot_build_is_refused_in_one_line(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
+@pytest.mark.slow
 def test_save_timm_cli_from_a_training_run(digits_run, tmp_path, capsys):
     r = cli(capsys, "save-timm", "--weights", str(digits_run / "best.weights.h5"), "--out", str(tmp_path / "digits"))
     assert r.returncode == 0, r.stderr

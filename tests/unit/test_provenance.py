@@ -42,6 +42,7 @@ def test_the_architecture_comes_from_config_json_or_safetensors_metadata(tmp_pat
         check_architecture(weights, "rexnet_100")
 
 
+@pytest.mark.slow
 def test_native_timm_b0_is_refused_under_the_tf_name_and_exact_under_its_own(fixtures):
     path = fixtures / "efficientnet_b0_timm.safetensors"
     with pytest.raises(CheckpointError, match="saved from efficientnet_b0 .* not tf_efficientnet_b0"):
@@ -53,6 +54,7 @@ def test_native_timm_b0_is_refused_under_the_tf_name_and_exact_under_its_own(fix
     assert np.abs(model.predict(x, verbose=0) - logits).max() < 2e-4
 
 
+@pytest.mark.slow
 def test_rexnet_constructor_knows_the_published_weights_of_its_width(tmp_path, monkeypatch):
     """`km.ReXNet(width=1.3, weights="imagenet")` goes for rexnet_130's file (here: a closed port)."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))

@@ -107,6 +107,7 @@ def test_contradictory_or_out_of_range_options_are_refused(options, says):
         create_model("tf_efficientnet_b0", input_shape=(32, 32, 3), **options)
 
 
+@pytest.mark.slow
 def test_keras_applications_constructors_take_classes_or_num_classes():
     import keras_models as km
 

@@ -8,8 +8,6 @@ import keras_models as km
 from keras_models.models import eval_settings
 from keras_models.registry import resolve
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize("name, default", [
     ("rexnet_130", "nav_in1k"), ("rexnetr_200", "sw_in12k_ft_in1k"), ("tf_efficientnet_b0", "ns_jft_in1k"),
@@ -20,6 +18,7 @@ def test_a_bare_name_takes_timms_default_tag(name, default):
     assert resolve(name)[1].tag == default
 
 
+@pytest.mark.slow
 def test_each_tag_evaluates_as_published():
     info = km.model_info("efficientnet_b0.ra4_e3600_r224_in1k")
     assert (info["input_size"], info["train_input_size"], info["crop_pct"]) == ((256, 256, 3), (224, 224, 3), 1.0)
@@ -57,6 +56,7 @@ def test_every_tag_says_where_it_lives_and_how_it_scores():
             assert tag.top1 and tag.top5 or name == "efficientnet_b0.ra4_e3600_r224_in1k", name
 
 
+@pytest.mark.slow
 def test_keras_applications_constructors_keep_keras_weights(monkeypatch, tmp_path):
     """`EfficientNetB0(weights="imagenet")` is keras.applications' file, `create_model` timm's default
     tag (both refused here by a closed mirror port, naming the file each went for)."""
