@@ -7,12 +7,26 @@ and the dataset's defaults; the resolved config is what `config.yaml` records.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from keras_models.backend import JIT_SETTINGS, PRECISIONS
+
+
+def tf_config() -> dict:
+    """TF_CONFIG as TensorFlow reads it (the cluster and this worker's task); {} when unset."""
+    try:
+        return json.loads(os.environ.get("TF_CONFIG", "{}"))
+    except json.JSONDecodeError:
+        raise ValueError("TF_CONFIG is not valid JSON") from None
+
+
+def cluster_spec() -> dict:
+    return tf_config().get("cluster", {})
 
 
 class ConfigError(ValueError):
@@ -206,9 +220,10 @@ class TrainConfig:
             raise ConfigError(f"randaugment magnitude must be 0-10; got {self.randaugment}")
         if not 0 <= self.randaugment_mstd <= 10:
             raise ConfigError(f"randaugment_mstd must be 0-10; got {self.randaugment_mstd}")
-        if self.data_service and self.strategy == "multi_worker":
-            raise ConfigError("--data-service with --strategy multi_worker is not supported yet (two workers reading "
-                              "one job diverged to NaN in its test): use one machine's GPUs (mirrored), or local input")
+        if self.data_service and (self.strategy == "multi_worker" or self.strategy == "auto" and cluster_spec()):
+            raise ConfigError("--data-service with --strategy multi_worker (or auto with a TF_CONFIG cluster) is not "
+                              "supported yet (two workers reading one job diverged to NaN in its test): use one "
+                              "machine's GPUs (mirrored), or local input")
         if not self.worker_timeout > 0:
             raise ConfigError(f"worker_timeout must be > 0 seconds; got {self.worker_timeout}")
         if self.freeze_epochs is not None and not self.freeze_backbone:

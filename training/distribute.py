@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,13 +11,15 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from training.config import cluster_spec, tf_config
+
 
 def make_strategy(name: str = "auto", worker_timeout: float = 600.0) -> tf.distribute.Strategy:
     """auto: multi-worker when TF_CONFIG names a cluster, mirrored with several GPUs, else one device."""
     gpus = tf.config.list_physical_devices("GPU")  # physical: listing logical ones would start the
     # runtime, after which MultiWorkerMirroredStrategy can no longer configure its collectives
     if name == "auto":
-        if _cluster_spec():
+        if cluster_spec():
             name = "multi_worker"
         elif len(gpus) > 1:
             name = "mirrored"
@@ -29,7 +30,7 @@ def make_strategy(name: str = "auto", worker_timeout: float = 600.0) -> tf.distr
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        if not _cluster_spec():
+        if not cluster_spec():
             raise ValueError("strategy multi_worker needs TF_CONFIG with a cluster and this worker's task "
                              '(e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                              '"task": {"type": "worker", "index": 0}})')
@@ -47,7 +48,7 @@ def make_strategy(name: str = "auto", worker_timeout: float = 600.0) -> tf.distr
 
 def _peers() -> list[str]:
     """The other tasks' addresses in TF_CONFIG (the ones this worker waits for)."""
-    config = _tf_config()
+    config = tf_config()
     task = config.get("task", {})
     return [address for kind, addresses in config.get("cluster", {}).items() for i, address in enumerate(addresses)
             if (kind, i) != (task.get("type"), task.get("index"))]
@@ -74,17 +75,6 @@ def wait_for_cluster(create: Callable[[], tf.distribute.Strategy], peers: list[s
         watch.wait()
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def _tf_config() -> dict:
-    try:
-        return json.loads(os.environ.get("TF_CONFIG", "{}"))
-    except json.JSONDecodeError:
-        raise ValueError("TF_CONFIG is not valid JSON") from None
-
-
-def _cluster_spec() -> dict:
-    return _tf_config().get("cluster", {})
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -5,6 +5,7 @@ one line on stderr and leaves nothing half-written. Run in-process through the r
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -58,7 +59,7 @@ CASES = [
      "!{tmp}/r"),
     (["train", "--worker-timeout", "0", "--out", "{tmp}/r"], "worker_timeout must be > 0 seconds", "!{tmp}/r"),
     (["train", "--data-service", "grpc://127.0.0.1:1", "--strategy", "multi_worker", "--out", "{tmp}/r"],
-     "--data-service with --strategy multi_worker is not supported yet", "!{tmp}/r"),
+     "--data-service with --strategy multi_worker (or auto with a TF_CONFIG cluster) is not supported", "!{tmp}/r"),
     (["convert", "{tmp}/lite0.pth", "--model", "rexnet_100", "-o", "{tmp}/w.weights.h5"],  # #34: "error: 'se_bn'"
      "a lukemelas-layout checkpoint cannot hold rexnet_100: its 'se_bn' layer has no lukemelas key",
      "!{tmp}/w.weights.h5"),
@@ -210,6 +211,18 @@ def test_a_min_lr_above_the_recipes_peak_is_refused_when_the_peak_is_filled_in()
     with pytest.raises(ConfigError, match=r"min_lr must be in \[0, lr\].*peak lr is 0.0625"):
         TrainConfig(min_lr=10.0, out="r").resolve("rexnet", {}, num_classes=10, default_size=224,
                                                     default_crop_pct=0.875)
+
+
+def test_the_data_service_under_auto_with_a_tf_config_cluster_is_refused_too(monkeypatch, tmp_path, capsys):
+    """#32: `auto` becomes multi_worker when TF_CONFIG names a cluster: refused before TensorFlow starts."""
+    from keras_models.cli import main
+
+    cluster = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
+    assert main(["train", "--data-service", "grpc://127.0.0.1:1", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "(or auto with a TF_CONFIG cluster) is not supported yet" in err[0], err
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("top", [0, -1, 2.5, True])
