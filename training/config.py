@@ -29,6 +29,11 @@ def cluster_spec() -> dict:
     return tf_config().get("cluster", {})
 
 
+def across_machines(strategy: str) -> bool:
+    """Whether `strategy` trains across machines: multi_worker, or auto when TF_CONFIG names a cluster."""
+    return strategy == "multi_worker" or strategy == "auto" and bool(cluster_spec())
+
+
 class ConfigError(ValueError):
     """A config that cannot run, with what to change."""
 
@@ -220,7 +225,7 @@ class TrainConfig:
             raise ConfigError(f"randaugment magnitude must be 0-10; got {self.randaugment}")
         if not 0 <= self.randaugment_mstd <= 10:
             raise ConfigError(f"randaugment_mstd must be 0-10; got {self.randaugment_mstd}")
-        if self.data_service and (self.strategy == "multi_worker" or self.strategy == "auto" and cluster_spec()):
+        if self.data_service and across_machines(self.strategy):
             raise ConfigError("--data-service with --strategy multi_worker (or auto with a TF_CONFIG cluster) is not "
                               "supported yet (two workers reading one job diverged to NaN in its test): use one "
                               "machine's GPUs (mirrored), or local input")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from training.config import cluster_spec, tf_config
+from training.config import across_machines, cluster_spec, tf_config
 
 
 def make_strategy(name: str = "auto", worker_timeout: float = 600.0) -> tf.distribute.Strategy:
@@ -19,12 +19,7 @@ def make_strategy(name: str = "auto", worker_timeout: float = 600.0) -> tf.distr
     gpus = tf.config.list_physical_devices("GPU")  # physical: listing logical ones would start the
     # runtime, after which MultiWorkerMirroredStrategy can no longer configure its collectives
     if name == "auto":
-        if cluster_spec():
-            name = "multi_worker"
-        elif len(gpus) > 1:
-            name = "mirrored"
-        else:
-            name = "one_device"
+        name = "multi_worker" if across_machines(name) else "mirrored" if len(gpus) > 1 else "one_device"
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if name == "mirrored":
